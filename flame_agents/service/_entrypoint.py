@@ -1,0 +1,139 @@
+"""Check a user's entrypoint when it is decorated, and call it (sync or async) later.
+
+Checking at decoration time means a wrong signature fails when the service module is imported,
+with a message that says what is allowed, instead of failing every task at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Entrypoint", "EventLoopThread", "check_entrypoint"]
+
+_ALLOWED = (
+    "an entrypoint takes zero parameters or exactly one positional-or-keyword parameter "
+    "(the request), e.g. `def handle(req: MyRequest) -> MyReply`"
+)
+
+
+@dataclass(frozen=True)
+class Entrypoint:
+    """A checked entrypoint function and what the service layer needs to know to call it."""
+
+    func: Callable[..., Any]
+    """The user's function, unchanged."""
+    name: str
+    """Its ``__name__``: the debug server's route is ``POST /<name>``."""
+    takes_input: bool
+    """Whether it takes the request parameter."""
+    is_async: bool
+    """Whether calling it returns a coroutine."""
+    input_type: Any
+    """The parameter's annotation when it resolves to a class (used for JSON in debug mode)."""
+
+
+def _describe(func: Callable[..., Any]) -> str:
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    try:
+        return f"{name}{inspect.signature(func)}"
+    except (TypeError, ValueError):
+        return str(name)
+
+
+def check_entrypoint(func: Callable[..., Any]) -> Entrypoint:
+    """Validate ``func`` as an entrypoint; raise ``TypeError`` naming it and what is allowed."""
+    if not callable(func):
+        raise TypeError(f"entrypoint must be a function, got {type(func).__name__}: {_ALLOWED}")
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        raise TypeError(
+            f"entrypoint {_describe(func)} is a generator; it must return its reply "
+            "(streaming replies are not supported)"
+        )
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot read the signature of entrypoint {func!r}: {_ALLOWED}") from exc
+    params = list(sig.parameters.values())
+    if len(params) > 1:
+        raise TypeError(
+            f"entrypoint {_describe(func)} takes {len(params)} parameters: {_ALLOWED}; "
+            "pass several values as one request object (a dataclass or a dict)"
+        )
+    param = params[0] if params else None
+    if param is not None and param.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        kinds = {
+            inspect.Parameter.POSITIONAL_ONLY: "positional-only",
+            inspect.Parameter.VAR_POSITIONAL: "*args",
+            inspect.Parameter.KEYWORD_ONLY: "keyword-only",
+            inspect.Parameter.VAR_KEYWORD: "**kwargs",
+        }
+        raise TypeError(
+            f"entrypoint {_describe(func)} has a {kinds[param.kind]} parameter "
+            f"{param.name!r}: {_ALLOWED}"
+        )
+    return Entrypoint(
+        func=func,
+        name=getattr(func, "__name__", type(func).__name__),
+        takes_input=param is not None,
+        is_async=inspect.iscoroutinefunction(func),
+        input_type=_input_type(func, param),
+    )
+
+
+def _input_type(func: Callable[..., Any], param: inspect.Parameter | None) -> Any:
+    if param is None:
+        return None
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable forward refs only lose the JSON convenience
+        return None
+    hint = hints.get(param.name)
+    return hint if isinstance(hint, type) else None
+
+
+class EventLoopThread:
+    """One asyncio event loop, run forever on a daemon thread, for async entrypoints.
+
+    A single long-lived loop (rather than ``asyncio.run`` per task) lets an async service keep
+    loop-bound resources such as HTTP client sessions across tasks.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="flame-entrypoint-loop", daemon=True
+                ).start()
+                self._loop = loop
+            return self._loop
+
+    def run(self, awaitable: Awaitable[Any]) -> Any:
+        """Run ``awaitable`` on the loop and block until it finishes; re-raise its exception."""
+        coro: Coroutine[Any, Any, Any] = (
+            awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
+        )
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the loop and its thread (idempotent)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

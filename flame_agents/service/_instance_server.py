@@ -1,0 +1,280 @@
+"""Serve Flame's ``flame.v1.Instance`` shim on a Unix socket for any handler object.
+
+A Flame launcher (Flame's host shim, or our embedded runtime) starts a service process with
+``FLAME_INSTANCE_ENDPOINT=<absolute socket path>``, waits for the socket file, then calls
+``OnSessionEnter`` once, ``OnTaskInvoke`` for each task, ``OnSessionLeave`` once, and finally
+sends SIGTERM to the process group (flame-wire §3.2, §3.3, §8.5). This module is that server,
+generic over a small :class:`InstanceHandler` protocol so that ``FlameInstance``, the agent
+layer and test doubles share one implementation:
+
+* a handler exception becomes ``return_code=-1`` with ``message=str(exc)``, never a gRPC error,
+  because Flame only surfaces ``TaskResult.message`` to clients (as the task's failure text);
+* calls into the handler run strictly one at a time, whatever the gRPC thread pool does;
+* ``OnSessionLeave`` always answers 0: Flame's executor manager retries a failed leave forever;
+* the socket is created private (0600), a stale one is replaced, and it is removed on exit.
+
+Use :func:`serve` in a service process (blocks until SIGTERM/SIGINT) or :class:`InstanceServer`
+to embed the server (tests, or a process with its own main loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import stat
+import threading
+from concurrent import futures
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol, runtime_checkable
+
+import grpc
+
+from flame_agents._logging import get_logger
+from flame_agents._wire import shim_pb2_grpc, types_pb2
+from flame_agents.errors import ConfigError
+
+__all__ = [
+    "INSTANCE_ENDPOINT_ENV",
+    "InstanceHandler",
+    "InstanceServer",
+    "instance_endpoint",
+    "serve",
+]
+
+INSTANCE_ENDPOINT_ENV = "FLAME_INSTANCE_ENDPOINT"
+"""The variable a Flame launcher sets to the absolute path of the socket to serve on."""
+
+# AF_UNIX paths are limited to 108 bytes including the terminating NUL (Linux sun_path).
+_MAX_UNIX_PATH = 107
+
+_log = get_logger(__name__)
+
+
+@runtime_checkable
+class InstanceHandler(Protocol):
+    """What a service must implement to be served by :class:`InstanceServer`.
+
+    The server calls these methods one at a time. Raising from any of them reports a failure to
+    the launcher with the exception's text; it never crashes the server.
+    """
+
+    def on_session_enter(
+        self, session_id: str, application_name: str, common_data: bytes | None
+    ) -> None:
+        """The instance was bound to ``session_id``; ``common_data`` is the session's bytes."""
+
+    def on_task_invoke(self, task_id: str, session_id: str, input: bytes | None) -> bytes | None:
+        """Run one task and return its output bytes (``None`` leaves the output unset)."""
+
+    def on_session_leave(self) -> None:
+        """The instance is being unbound from its session; release per-session state."""
+
+
+def instance_endpoint() -> str | None:
+    """The socket path from ``FLAME_INSTANCE_ENDPOINT``, or ``None`` when not launched by Flame."""
+    return os.environ.get(INSTANCE_ENDPOINT_ENV) or None
+
+
+def _error_text(exc: BaseException) -> str:
+    # str(exc) is what Flame and flamepy report; an exception without text would otherwise
+    # reach the client as an empty failure message.
+    return str(exc) or type(exc).__name__
+
+
+class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
+    """Translates the three Instance RPCs into handler calls, serialized by one lock."""
+
+    def __init__(self, handler: InstanceHandler) -> None:
+        self._handler = handler
+        # Flame never overlaps calls to one instance, but a misbehaving or foreign launcher
+        # could; the handler (and user entrypoints) are written for one call at a time.
+        self._lock = threading.Lock()
+
+    def OnSessionEnter(self, request: Any, context: grpc.ServicerContext) -> Any:
+        common_data = request.common_data if request.HasField("common_data") else None
+        log = _log.bind(session_id=request.session_id, app=request.application.name)
+        with self._lock:
+            try:
+                self._handler.on_session_enter(
+                    request.session_id, request.application.name, common_data
+                )
+            except BaseException as exc:  # reported to the launcher instead (SystemExit too)
+                log.error("on_session_enter failed", exc_info=exc)
+                return types_pb2.Result(return_code=-1, message=_error_text(exc))
+        log.debug("session entered")
+        return types_pb2.Result(return_code=0)
+
+    def OnTaskInvoke(self, request: Any, context: grpc.ServicerContext) -> Any:
+        data = request.input if request.HasField("input") else None
+        log = _log.bind(session_id=request.session_id, task_id=request.task_id)
+        with self._lock:
+            try:
+                output = self._handler.on_task_invoke(request.task_id, request.session_id, data)
+            except BaseException as exc:  # becomes the task's failure text
+                log.warning("task failed", error=_error_text(exc), exc_info=exc)
+                return types_pb2.TaskResult(return_code=-1, message=_error_text(exc))
+        if output is None:
+            return types_pb2.TaskResult(return_code=0)
+        return types_pb2.TaskResult(return_code=0, output=bytes(output))
+
+    def OnSessionLeave(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self._lock:
+            try:
+                self._handler.on_session_leave()
+            except BaseException as exc:  # a failed leave makes Flame's manager loop
+                _log.error("on_session_leave failed (reported as success)", exc_info=exc)
+        return types_pb2.Result(return_code=0)
+
+
+def _prepare_socket_path(path: Path) -> None:
+    """Check ``path`` can be bound and remove a stale socket left by a dead process."""
+    if not path.is_absolute():
+        raise ConfigError(
+            f"{INSTANCE_ENDPOINT_ENV}={str(path)!r} must be an absolute socket path "
+            "(no scheme), e.g. /tmp/flame/executor-1.sock",
+            path=str(path),
+        )
+    if len(os.fsencode(path)) > _MAX_UNIX_PATH:
+        raise ConfigError(
+            f"socket path {str(path)!r} is longer than {_MAX_UNIX_PATH} bytes, the AF_UNIX "
+            "limit; use a shorter directory",
+            path=str(path),
+        )
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"directory {str(path.parent)!r} for the instance socket does not exist",
+            path=str(path),
+        )
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(
+            f"{str(path)!r} exists and is not a socket; refusing to replace it", path=str(path)
+        )
+    if _is_live(path):
+        raise ConfigError(f"another process is already serving on {str(path)!r}", path=str(path))
+    path.unlink(missing_ok=True)
+
+
+def _is_live(path: Path) -> bool:
+    """True when something accepts connections on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(os.fspath(path))
+        except OSError:
+            return False
+    return True
+
+
+class InstanceServer:
+    """A ``flame.v1.Instance`` gRPC server bound to one Unix socket.
+
+    ``start()`` binds (the socket file appears, mode 0600, which is the launcher's readiness
+    signal); ``stop()`` shuts down and removes the socket. Also a context manager.
+    """
+
+    def __init__(self, handler: InstanceHandler, socket_path: str | os.PathLike[str]) -> None:
+        """Prepare a server for ``handler`` on ``socket_path`` (absolute, no ``unix://``)."""
+        self._handler = handler
+        self._path = Path(socket_path)
+        self._server: grpc.Server | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def socket_path(self) -> Path:
+        """The Unix socket this server binds."""
+        return self._path
+
+    def start(self) -> None:
+        """Bind the socket and start answering; returns immediately."""
+        if self._server is not None:
+            raise RuntimeError("InstanceServer.start() called twice")
+        _prepare_socket_path(self._path)
+        # One call runs at a time anyway; a few threads let a second RPC queue on the lock
+        # instead of being rejected while a long task runs.
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="flame-instance"),
+            options=[
+                # Task payloads are bounded by the launcher's limits, not ours.
+                ("grpc.max_receive_message_length", -1),
+                ("grpc.max_send_message_length", -1),
+            ],
+        )
+        shim_pb2_grpc.add_InstanceServicer_to_server(_Servicer(self._handler), server)
+        # The socket must never be reachable by other users, even briefly: create it under
+        # a restrictive umask rather than chmod-ing it after bind.
+        old_umask = os.umask(0o177)
+        cause: RuntimeError | None = None
+        try:
+            port = server.add_insecure_port(f"unix:{self._path}")
+        except RuntimeError as exc:
+            port, cause = 0, exc
+        finally:
+            os.umask(old_umask)
+        if port == 0:
+            raise ConfigError(
+                f"cannot bind instance socket {str(self._path)!r}", path=str(self._path)
+            ) from cause
+        os.chmod(self._path, 0o600)
+        server.start()
+        self._server = server
+        _log.debug("instance server listening", socket=str(self._path))
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """Stop serving (letting a running call finish within ``grace`` s) and remove the socket."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(grace).wait()
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(self._path.lstat().st_mode):
+                self._path.unlink()
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`stop` has run; ``False`` if ``timeout`` passed first."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> InstanceServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(handler: InstanceHandler, *, socket_path: str | os.PathLike[str] | None = None) -> None:
+    """Serve ``handler`` until SIGTERM or SIGINT, then stop cleanly and remove the socket.
+
+    ``socket_path`` defaults to ``FLAME_INSTANCE_ENDPOINT``. Must be called from the main
+    thread (it installs signal handlers, restoring the previous ones on return).
+    """
+    path = socket_path if socket_path is not None else instance_endpoint()
+    if path is None:
+        raise ConfigError(
+            f"{INSTANCE_ENDPOINT_ENV} is not set: a Flame launcher sets it to the socket path "
+            "this service must listen on",
+        )
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = InstanceServer(handler, path)
+    try:
+        server.start()
+        # A bounded wait keeps the main thread returning to the interpreter, where signal
+        # handlers run, even on platforms where a blocking wait is not interruptible.
+        while not stop.wait(0.5):
+            pass
+        _log.debug("stop signal received; shutting down")
+    finally:
+        server.stop(grace=2.0)
+        for sig, handler_ in previous.items():
+            signal.signal(sig, handler_)

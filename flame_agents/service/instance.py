@@ -1,0 +1,184 @@
+"""``FlameInstance``: the service side of the seed's API (one typed entrypoint, a session context).
+
+Behaviour follows flamepy 0.6's ``flamepy.service.FlameInstance`` so services and clients of
+either package interoperate (flame-wire §4.5, §8.5): task input and output are cloudpickle
+bytes; the session's ``common_data`` is a BSON ``ObjectRef`` to an object holding
+``cloudpickle.dumps(context)``; :meth:`FlameInstance.update_context` replaces that object.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import cloudpickle
+
+from flame_agents._logging import get_logger
+from flame_agents.errors import InvalidArgumentError
+from flame_agents.service._entrypoint import Entrypoint, EventLoopThread, check_entrypoint
+from flame_agents.service._instance_server import instance_endpoint, serve
+
+__all__ = ["FlameInstance"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEBUG_PORT_ENV = "FLAME_AGENTS_DEBUG_PORT"
+"""Overrides the debug-mode HTTP port (default 5050, as flamepy's debug mode)."""
+
+_log = get_logger(__name__)
+
+
+class FlameInstance:
+    """A Flame service process with one entrypoint.
+
+    Example::
+
+        ins = FlameInstance()
+
+        @ins.entrypoint
+        def echo(req: EchoRequest) -> EchoResponse:
+            history = ins.context() or []
+            history.append(req.text)
+            ins.update_context(history)
+            return EchoResponse(text=req.text.upper(), count=len(history))
+
+        if __name__ == "__main__":
+            ins.run()
+
+    It also implements the instance-handler protocol (``on_session_enter``,
+    ``on_task_invoke``, ``on_session_leave``) that the Flame launcher drives.
+    """
+
+    def __init__(self) -> None:
+        """Create an instance with no entrypoint yet; decorate one with :meth:`entrypoint`."""
+        self._entry: Entrypoint | None = None
+        self._loop = EventLoopThread()
+        self._session_id: str | None = None
+        self._app: str | None = None
+        self._ref: Any = None  # flame_agents.cache.ObjectRef of the context, once known
+        # Debug mode has no session and no cache: the context lives in this process.
+        self._local_context: Any = None
+
+    # -- user API ------------------------------------------------------------------------------
+
+    def entrypoint(self, func: F) -> F:
+        """Register ``func`` as the service's entrypoint and return it unchanged.
+
+        ``func`` takes zero parameters or one positional-or-keyword parameter (the request) and
+        may be ``async``. Anything else, or a second entrypoint, raises ``TypeError`` here.
+        """
+        entry = check_entrypoint(func)
+        if self._entry is not None:
+            raise TypeError(
+                f"cannot register entrypoint {entry.name!r}: this FlameInstance already has "
+                f"entrypoint {self._entry.name!r}, and a service has exactly one "
+                "(dispatch on the request type inside it, or run two services)"
+            )
+        self._entry = entry
+        return func
+
+    def context(self) -> Any:
+        """The session's current context, or ``None`` if the session has none yet."""
+        if self._ref is not None:
+            from flame_agents.cache import get_object
+
+            stored = get_object(self._ref)
+            # flamepy stores cloudpickle bytes; tolerate a plain object put by other tools.
+            return cloudpickle.loads(stored) if isinstance(stored, bytes) else stored
+        if self._session_id is None:
+            return self._local_context
+        return None
+
+    def update_context(self, data: Any) -> None:
+        """Replace the session's context with ``data`` (visible to later tasks and clients).
+
+        When the session was created without a context, the first update stores one at
+        ``<app>/<session_id>`` in the object cache and later updates replace it; clients only
+        see it through ``Session.context()`` when the session was created with ``ctx=``.
+        """
+        payload = cloudpickle.dumps(data)
+        if self._ref is not None:
+            from flame_agents.cache import update_object
+
+            self._ref = update_object(self._ref, payload)
+        elif self._session_id is not None:
+            from flame_agents.cache import put_object
+
+            self._ref = put_object(f"{self._app}/{self._session_id}", payload)
+        else:
+            self._local_context = data
+
+    def run(self, *, debug_port: int | None = None) -> None:
+        """Serve the entrypoint until SIGTERM or SIGINT.
+
+        Launched by Flame (``FLAME_INSTANCE_ENDPOINT`` set): serves the ``flame.v1.Instance``
+        shim on that Unix socket. Otherwise debug mode: serves ``POST /<entrypoint>`` on
+        127.0.0.1 (port ``debug_port``, ``$FLAME_AGENTS_DEBUG_PORT`` or 5050) and prints how
+        to call it.
+        """
+        if self._entry is None:
+            raise TypeError(
+                "FlameInstance.run(): no entrypoint registered; decorate a function with "
+                "@ins.entrypoint before calling run()"
+            )
+        try:
+            if instance_endpoint() is not None:
+                serve(self)
+            else:
+                from flame_agents.service._debug_server import serve_debug
+
+                if debug_port is None:
+                    debug_port = int(os.environ.get(DEBUG_PORT_ENV) or 5050)
+                serve_debug(self._entry, self._call, port=debug_port, out=sys.stdout)
+        finally:
+            self._loop.close()
+
+    # -- instance-handler protocol (driven by the launcher through the Instance shim) ----------
+
+    def on_session_enter(
+        self, session_id: str, application_name: str, common_data: bytes | None
+    ) -> None:
+        """Bind to a session: remember it and decode its context reference, if any."""
+        self._session_id, self._app, self._ref = session_id, application_name, None
+        if common_data:
+            from flame_agents.cache import ObjectRef
+
+            try:
+                self._ref = ObjectRef.decode(common_data)
+            except Exception as exc:
+                raise InvalidArgumentError(
+                    f"session {session_id!r}: common_data is not a BSON ObjectRef, so it is not "
+                    "a FlameInstance context; create the session with "
+                    "flame_agents.service.Session(name, ctx=...)",
+                    session_id=session_id,
+                ) from exc
+
+    def on_task_invoke(self, task_id: str, session_id: str, input: bytes | None) -> bytes | None:
+        """Run the entrypoint on one cloudpickled request; return the cloudpickled reply."""
+        value = cloudpickle.loads(input) if input is not None else None
+        result = self._call(value)
+        return None if result is None else bytes(cloudpickle.dumps(result))
+
+    def on_session_leave(self) -> None:
+        """Unbind from the session and forget its context reference."""
+        self._session_id = self._app = self._ref = None
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _call(self, value: Any) -> Any:
+        entry = self._entry
+        if entry is None:
+            raise TypeError("no entrypoint registered: decorate a function with @ins.entrypoint")
+        args = (value,) if entry.takes_input else ()
+        result = entry.func(*args)
+        if entry.is_async or _is_awaitable(result):
+            result = self._loop.run(result)
+        return result
+
+
+def _is_awaitable(value: Any) -> bool:
+    # A sync callable (e.g. functools.partial of a coroutine function) may return an awaitable.
+    return inspect.isawaitable(value)

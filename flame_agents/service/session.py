@@ -1,0 +1,167 @@
+"""``Session``: the client side of the seed's API (typed invoke over a Flame session).
+
+Same conventions as flamepy 0.6's ``flamepy.service.Session`` (flame-wire §4.5, §8.4): the
+context is stored as ``cloudpickle.dumps(ctx)`` at ``<name>/<session_id>`` in the object cache
+and the session's ``common_data`` is that object's BSON ``ObjectRef``; requests and replies are
+cloudpickle bytes over ``flame_agents.core``'s task API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import string
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import cloudpickle
+
+from flame_agents import cache, core
+from flame_agents.errors import FlameAgentsError, InvalidStateError, NotFoundError
+from flame_agents.types import ResourceRequirement
+
+__all__ = ["Session"]
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _new_session_id(application: str) -> str:
+    # Flame's own convention (flamepy, flmctl): "<app>-<6 random alphanumerics>".
+    return f"{application}-{''.join(secrets.choice(_ALNUM) for _ in range(6))}"
+
+
+class Session:
+    """A session of a named service: create one (``Session(name, ctx=...)``) or open one
+    (``Session(session_id=...)``), ``invoke`` its entrypoint with Python objects, read its
+    shared ``context()``, and ``close()`` it (also on leaving a ``with`` block).
+
+    Example::
+
+        with Session("echo-app", ctx=[]) as session:
+            reply = session.invoke(EchoRequest("hello"))
+            print(reply.text, reply.count, session.id())
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        ctx: Any = None,
+        session_id: str | None = None,
+        resreq: ResourceRequirement | Mapping[str, Any] | str | None = None,
+    ) -> None:
+        """Create a new session of application ``name``, or open ``session_id``.
+
+        ``ctx`` (new sessions only) is the initial shared context, stored in the object cache.
+        ``resreq`` is each instance's resources: a ``ResourceRequirement``, a mapping like
+        ``{"cpu": 2, "memory": "4g", "gpu": 0}`` or a string like ``"cpu=2,mem=4g"``.
+        Passing both or neither of ``name`` and ``session_id`` raises ``ValueError``.
+        """
+        if name is None and session_id is None:
+            raise ValueError(
+                "Session() needs an application name to create a session "
+                "(Session('echo-app')) or session_id= to open an existing one"
+            )
+        if name is not None and session_id is not None:
+            raise ValueError(
+                "Session() takes either an application name (create a new session) or "
+                "session_id= (open an existing one), not both"
+            )
+        self._closed = False
+        if session_id is not None:
+            if ctx is not None or resreq is not None:
+                raise ValueError(
+                    "ctx and resreq apply only when creating a session; they cannot be passed "
+                    "with session_id="
+                )
+            self._session = core.open_session(session_id)
+        else:
+            assert name is not None  # narrowed by the checks above
+            self._session = self._create(name, ctx, ResourceRequirement.coerce(resreq))
+
+    @staticmethod
+    def _create(name: str, ctx: Any, resreq: ResourceRequirement | None) -> core.Session:
+        sid = _new_session_id(name)
+        common_data: bytes | None = None
+        if ctx is not None:
+            common_data = cache.put_object(f"{name}/{sid}", cloudpickle.dumps(ctx)).encode()
+        try:
+            return core.create_session(name, common_data=common_data, session_id=sid, resreq=resreq)
+        except FlameAgentsError as exc:
+            if ctx is not None:
+                _forget_context(name, sid)
+            # Flame's sqlite store reports an unknown application as an internal error, so ask.
+            if isinstance(exc, NotFoundError) or _app_missing(name):
+                raise NotFoundError(_unknown_app_message(name), application=name) from exc
+            raise
+
+    def invoke(self, req: Any, *, timeout: float | None = None) -> Any:
+        """Run the service's entrypoint on ``req`` and return its reply.
+
+        Raises ``TaskFailedError`` with the service's error text when the entrypoint raised
+        (the session stays usable), and ``InvocationTimeoutError`` after ``timeout`` seconds.
+        """
+        session = self._open_session()
+        output = session.invoke(cloudpickle.dumps(req), timeout=timeout)
+        return None if output is None else cloudpickle.loads(output)
+
+    def context(self) -> Any:
+        """The session's current shared context (``None`` if it was created without one)."""
+        data = self._open_session().common_data()
+        if not data:
+            return None
+        stored = cache.get_object(cache.ObjectRef.decode(data))
+        return cloudpickle.loads(stored) if isinstance(stored, bytes) else stored
+
+    def id(self) -> str:
+        """The session id (``<app>-<6 alphanumerics>`` for sessions created here)."""
+        return str(self._session.id)
+
+    def close(self) -> None:
+        """Close the session on the runtime (idempotent); later calls raise InvalidStateError."""
+        if not self._closed:
+            self._closed = True
+            self._session.close()
+
+    def _open_session(self) -> core.Session:
+        if self._closed:
+            raise InvalidStateError(
+                f"session {self._session.id!r} is closed; create a new Session to continue",
+                session_id=self._session.id,
+            )
+        return self._session
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<flame_agents.service.Session {self._session.id!r} ({state})>"
+
+
+def _unknown_app_message(name: str) -> str:
+    return (
+        f"application {name!r} is not registered; register it first "
+        f"(flame-agents register -f <app>.yaml, or flame_agents.core.register_application)"
+    )
+
+
+def _app_missing(name: str) -> bool:
+    try:
+        return core.get_application(name) is None
+    except FlameAgentsError:
+        return False  # cannot tell; keep the original error
+
+
+def _forget_context(name: str, sid: str) -> None:
+    # The context object would otherwise be orphaned in the cache by the failed create.
+    with contextlib.suppress(FlameAgentsError):
+        cache.delete_objects(f"{name}/{sid}")
