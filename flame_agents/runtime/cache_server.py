@@ -1,0 +1,279 @@
+"""The Arrow Flight object cache server of the embedded runtime (flame-wire §4.2, byte for byte).
+
+Descriptors, tickets and replies are Flame 0.6's, so flamepy's cache API works unmodified
+against it. One extension, for conditional commits: ``PATCHIF:<expected>:<key>`` and
+``PUTIF:<expected>:<key>`` command descriptors apply only when the object's version equals
+``<expected>``, and otherwise fail with a message starting "version conflict".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bson
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from flame_agents._logging import get_logger
+from flame_agents.errors import (
+    CommitConflictError,
+    FlameAgentsError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from flame_agents.runtime.cache_files import FORMAT_ARROW_TABLE, FORMAT_KEY
+from flame_agents.runtime.cache_keys import CacheKey, parse_key
+from flame_agents.runtime.object_store import (
+    DEFAULT_MAX_MEMORY,
+    DEFAULT_MAX_PATCHES,
+    NativeBody,
+    NativeReply,
+    NotModified,
+    ObjectStore,
+    ReadReply,
+)
+
+__all__ = ["REPLY_SCHEMA", "CacheServer"]
+
+REPLY_SCHEMA = pa.schema(
+    [
+        pa.field("version", pa.uint64(), nullable=False),
+        pa.field("kind", pa.utf8(), nullable=False),
+        pa.field("data", pa.binary(), nullable=False),
+    ]
+)
+"""Schema of every non-native do_get reply: rows ``(version, "base"|"patch", data)``."""
+
+_log = get_logger(__name__)
+
+
+@contextlib.contextmanager
+def _as_flight_errors(op: str) -> Iterator[None]:
+    """Translate store errors to the Flight status Flame uses for them."""
+    try:
+        yield
+    except CommitConflictError as exc:
+        # No Flight class carries ABORTED; the message prefix is what clients match.
+        raise flight.FlightServerError(exc.message) from exc
+    except NotFoundError as exc:
+        raise pa.ArrowKeyError(exc.message) from exc  # -> NOT_FOUND
+    except ValueError as exc:  # InvalidArgumentError, LimitExceededError, bad payloads
+        raise pa.ArrowInvalid(str(exc)) from exc  # -> INVALID_ARGUMENT
+    except FlameAgentsError as exc:
+        _log.error("cache_op_failed", op=op, error=str(exc))
+        raise flight.FlightInternalError(f"{op}: {exc}") from exc
+    except OSError as exc:
+        _log.error("cache_io_failed", op=op, error=str(exc))
+        raise flight.FlightInternalError(f"{op}: storage failure: {exc}") from exc
+
+
+def _parse_int(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise InvalidArgumentError(f"{what} must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def _read_upload(reader: Any) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    batches = [chunk.data for chunk in reader if chunk.data is not None]
+    if not batches:
+        raise InvalidArgumentError("No data received")
+    return reader.schema, batches
+
+
+def _opaque_bytes(schema: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
+    """Concatenate column 1 of every row of every batch (columns are read by position)."""
+    if len(schema) < 2 or not (
+        pa.types.is_binary(schema.types[1]) or pa.types.is_large_binary(schema.types[1])
+    ):
+        raise InvalidArgumentError(
+            "opaque uploads need columns (version: uint64, data: binary); got "
+            f"{schema.names} {schema.types}"
+        )
+    return b"".join(v or b"" for batch in batches for v in batch.column(1).to_pylist())
+
+
+def _is_native(schema: pa.Schema) -> bool:
+    return bool((schema.metadata or {}).get(FORMAT_KEY) == FORMAT_ARROW_TABLE)
+
+
+class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
+    """Arrow Flight object cache serving the objects stored under ``root``.
+
+    Everything on disk is loaded (and checked) before the server listens; a damaged file
+    raises CacheError naming it. ``endpoint`` is the URL advertised in every ObjectRef.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+        max_patches: int = DEFAULT_MAX_PATCHES,
+    ) -> None:
+        self.store = ObjectStore(Path(root), max_memory=max_memory, max_patches=max_patches)
+        super().__init__(f"grpc://{host}:{port}")
+        # A wildcard bind address cannot be dialled: advertise loopback instead.
+        advertised = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        self._endpoint = f"grpc://{advertised}:{self.port}"
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        _log.info("cache_server_listening", endpoint=self._endpoint, root=str(root))
+
+    @property
+    def endpoint(self) -> str:
+        """The advertised ``grpc://<host>:<port>`` that clients dial."""
+        return self._endpoint
+
+    def serve_in_background(self) -> None:
+        """Serve on a daemon thread (the server already accepts calls; this waits on it)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.serve, name="cache-server", daemon=True)
+            self._thread.start()
+
+    def shutdown(self) -> None:
+        """Stop serving (in-flight calls finish first) and release the store's memory."""
+        if self._stopped:
+            return
+        self._stopped = True
+        super().shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.store.close()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _put_result(self, writer: Any, key: str, version: int) -> None:
+        doc = {"endpoint": self._endpoint, "key": key, "version": bson.Int64(version)}
+        writer.write(pa.py_buffer(bson.encode(doc)))
+
+    def _location(self) -> flight.Location:
+        return flight.Location(self._endpoint)
+
+    # -- Flight methods -------------------------------------------------------------------
+
+    def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
+        """Put (prefix path), update (full-key path), PATCH / PATCHIF / PUTIF (command)."""
+        with _as_flight_errors("do_put"):
+            if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                target = parse_key(
+                    "/".join(p.decode("utf-8") for p in descriptor.path), allow_prefix=True
+                )
+                schema, batches = _read_upload(reader)
+                key, version = self.store.put(target, self._body(schema, batches))
+            else:
+                key, version = self._command_put(descriptor.command, reader)
+            self._put_result(writer, key, version)
+
+    def _body(self, schema: pa.Schema, batches: list[pa.RecordBatch]) -> bytes | NativeBody:
+        if _is_native(schema):
+            return NativeBody(schema, batches)
+        return _opaque_bytes(schema, batches)
+
+    def _command_put(self, command: bytes, reader: Any) -> tuple[str, int]:
+        text = command.decode("utf-8", errors="replace")
+        verb, _, rest = text.partition(":")
+        expected: int | None = None
+        if verb in ("PATCHIF", "PUTIF"):
+            expected_text, _, rest = rest.partition(":")
+            expected = _parse_int(expected_text, f"the expected version of {verb}")
+        elif verb != "PATCH":
+            raise InvalidArgumentError(
+                f"unknown do_put command {text[:60]!r}: expected PATCH:<key>, "
+                "PATCHIF:<version>:<key> or PUTIF:<version>:<key>"
+            )
+        key = parse_key(rest)
+        schema, batches = _read_upload(reader)
+        if verb == "PUTIF":
+            return self.store.put(key, self._body(schema, batches), expected=expected)
+        if _is_native(schema):
+            raise InvalidArgumentError(f"a patch of {key} must be opaque (version, data) rows")
+        version = self.store.patch(key, _opaque_bytes(schema, batches), expected=expected)
+        return str(key), version
+
+    def do_get(self, context: Any, ticket: Any) -> Any:
+        """Ticket ``<key>:<client_version>``: not-modified, native, patches-only or full."""
+        with _as_flight_errors("do_get"):
+            text = ticket.ticket.decode("utf-8", errors="replace")
+            key_text, sep, version_text = text.rpartition(":")
+            if not sep:
+                key_text, version_text = text, "0"
+            since = _parse_int(version_text, "the ticket's client version")
+            reply = self.store.read(parse_key(key_text), since)
+        return _reply_stream(reply)
+
+    def get_flight_info(self, context: Any, descriptor: Any) -> flight.FlightInfo:
+        """Where to fetch a key; the schema is the stored one for native Arrow objects."""
+        with _as_flight_errors("get_flight_info"):
+            if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                text = "/".join(p.decode("utf-8") for p in descriptor.path)
+            else:
+                text = descriptor.command.decode("utf-8")
+            key = parse_key(text, allow_prefix=True)
+            info = self.store.info(key) if key.object_id is not None else None
+        schema = info.native_schema if info is not None and info.native_schema else pa.schema([])
+        endpoint = flight.FlightEndpoint(text.encode("utf-8"), [self._location()])
+        return flight.FlightInfo(schema, descriptor, [endpoint], -1, -1)
+
+    def get_schema(self, context: Any, descriptor: Any) -> flight.SchemaResult:
+        """The 3-column reply schema."""
+        return flight.SchemaResult(REPLY_SCHEMA)
+
+    def list_flights(self, context: Any, criteria: bytes) -> Iterator[flight.FlightInfo]:
+        """One FlightInfo per object (criteria, if any, is a key prefix to filter on)."""
+        prefix = criteria.decode("utf-8", errors="replace") if criteria else ""
+        for info in self.store.objects():
+            if not info.key.startswith(prefix):
+                continue
+            endpoint = flight.FlightEndpoint(info.key.encode("utf-8"), [self._location()])
+            yield flight.FlightInfo(
+                info.native_schema or REPLY_SCHEMA,
+                flight.FlightDescriptor.for_path(info.key),
+                [endpoint],
+                -1,
+                info.size,
+            )
+
+    def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
+        """``DELETE`` of a key, ``<app>/<session>`` or ``<app>/*``: one result ``b"OK"``."""
+        with _as_flight_errors("do_action"):
+            if action.type != "DELETE":
+                raise InvalidArgumentError(
+                    f"unknown action {action.type!r}: the only action is DELETE"
+                )
+            body = action.body.to_pybytes().decode("utf-8", errors="replace")
+            pattern: CacheKey = parse_key(body, allow_prefix=True, allow_wildcard=True)
+            count = self.store.delete(pattern)
+        _log.info("cache_deleted", pattern=body, objects=count)
+        return iter([b"OK"])
+
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        """Only DELETE."""
+        return [("DELETE", "Delete an object, '<app>/<session>' or '<app>/*'")]
+
+
+def _reply_stream(reply: ReadReply) -> Any:
+    if isinstance(reply, NotModified):
+        return flight.RecordBatchStream(REPLY_SCHEMA.empty_table())
+    if isinstance(reply, NativeReply):
+        return flight.RecordBatchStream(reply.table)
+    rows = reply.rows
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        # One row per batch: a reply may carry many large blobs, never concatenated here.
+        for version, kind, data in rows:
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array([version], pa.uint64()),
+                    pa.array([kind], pa.utf8()),
+                    pa.array([data], pa.binary()),
+                ],
+                schema=REPLY_SCHEMA,
+            )
+
+    return flight.GeneratorStream(REPLY_SCHEMA, batches())
