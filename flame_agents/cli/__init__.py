@@ -1,0 +1,1 @@
+"""Command line of flame-agents, installed as both ``flame-agents`` and ``flmctl``."""
