@@ -1,0 +1,13 @@
+"""The agent layer: typed, durable, effectively-once sessions for agents and crawlers.
+
+``Agent[Ctx]`` serves a typed ``handle(req, ctx) -> reply`` over a journaled context;
+``AgentSession`` opens and invokes agent sessions from any process; ``ContextModel`` and
+``History`` describe the context; ``RetryPolicy`` bounds client retries.
+"""
+
+from flame_agents.agent._agent import Agent
+from flame_agents.agent._context import ContextModel, Migration
+from flame_agents.agent._history import History
+from flame_agents.agent._retry import RetryPolicy
+
+__all__ = ["Agent", "ContextModel", "History", "Migration", "RetryPolicy"]

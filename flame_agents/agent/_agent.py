@@ -1,0 +1,137 @@
+"""``Agent[Ctx]``: the base class of agent services, checked when a subclass is defined.
+
+A subclass implements ``handle(self, req, ctx) -> Reply`` (sync or ``async``) with one pydantic
+request type, a pydantic reply type and ``ctx`` typed as the agent's :class:`ContextModel`. A
+wrong signature fails at import with a :class:`TypeError` saying what to change, not at the
+first call inside a service process.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from flame_agents.agent._context import ContextModel
+
+__all__ = ["Agent"]
+
+C = TypeVar("C", bound=ContextModel)
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _context_param(cls: type) -> Any:
+    """The ``C`` in ``class X(Agent[C])`` (searched through the MRO), or None."""
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            if typing.get_origin(base) is Agent:
+                args = typing.get_args(base)
+                return args[0] if args else None
+    return None
+
+
+class Agent(Generic[C]):
+    """Base class of agents: a typed entrypoint over a durable, journaled context.
+
+    ::
+
+        class ChatAgent(Agent[ChatContext]):
+            def handle(self, req: Ask, ctx: ChatContext) -> Answer:
+                ctx.messages.append(Message(role="user", text=req.text))
+                return Answer(text=req.text.upper(), turns=len(ctx.messages))
+
+        if __name__ == "__main__":
+            ChatAgent.run()
+
+    ``handle`` runs on a copy of the context; its changes are committed atomically with the
+    reply, exactly once per idempotency key. If it raises, or leaves the context invalid, the
+    invocation fails and the stored context is unchanged.
+    """
+
+    context_type: ClassVar[type[ContextModel]]
+    """The context model (the ``Ctx`` of ``Agent[Ctx]``)."""
+    request_type: ClassVar[type[BaseModel]]
+    """The pydantic type of ``handle``'s request."""
+    reply_type: ClassVar[type[BaseModel]]
+    """The pydantic type ``handle`` returns."""
+    is_async: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        ctx_type = _context_param(cls)
+        if "handle" not in cls.__dict__ or isinstance(ctx_type, TypeVar):
+            # An intermediate base (context still a type variable), or a subclass reusing an
+            # already checked handle: nothing new to check.
+            return
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if not (isinstance(ctx_type, type) and issubclass(ctx_type, ContextModel)):
+            raise TypeError(
+                f"{where}: declare the context model as the type argument, e.g. "
+                f"`class {cls.__name__}(Agent[MyContext])` with MyContext(ContextModel)"
+            )
+        handle = cls.__dict__["handle"]
+        params = list(inspect.signature(handle).parameters.values())
+        if len(params) != 3 or any(
+            p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
+        ):
+            got = ", ".join(p.name for p in params)
+            raise TypeError(f"{where}.handle must take exactly (self, req, ctx), got ({got})")
+        try:
+            hints = typing.get_type_hints(handle)
+        except Exception as exc:  # NameError for unresolvable forward references, and others
+            raise TypeError(f"{where}.handle: cannot resolve its type hints: {exc}") from exc
+        req_name, ctx_name = params[1].name, params[2].name
+        req_type, ctx_hint, reply = hints.get(req_name), hints.get(ctx_name), hints.get("return")
+        if not _is_model(req_type):
+            raise TypeError(
+                f"{where}.handle: annotate `{req_name}` with one pydantic BaseModel request "
+                f"type, got {req_type!r}"
+            )
+        if ctx_hint is not ctx_type:
+            raise TypeError(
+                f"{where}.handle: annotate `{ctx_name}` as {ctx_type.__name__} (the agent's "
+                f"context model), got {ctx_hint!r}"
+            )
+        if not _is_model(reply):
+            raise TypeError(
+                f"{where}.handle: annotate the return type with a pydantic BaseModel reply "
+                f"type, got {reply!r}"
+            )
+        cls.context_type = ctx_type
+        cls.request_type = req_type
+        cls.reply_type = reply
+        cls.is_async = inspect.iscoroutinefunction(handle)
+
+    def handle(self, req: Any, ctx: C) -> Any:
+        """Answer one request; mutate ``ctx`` to change the session's state."""
+        raise NotImplementedError
+
+    def on_session_start(self, ctx: C) -> Any:
+        """Called once per session before its first invocation; changes to ``ctx`` are kept.
+
+        May be ``async``. Runs effectively once: its commit is keyed like an invocation.
+        """
+
+    def on_session_end(self, ctx: C) -> Any:
+        """Called when an instance leaves the session (closed or released); may be ``async``.
+
+        Changes to ``ctx`` are committed like an invocation's.
+        """
+
+    @classmethod
+    def run(cls) -> None:
+        """Serve this agent on ``FLAME_INSTANCE_ENDPOINT`` until SIGTERM (like FlameInstance.run).
+
+        Launched by the embedded runtime or by a Flame cluster from the application's command.
+        """
+        from flame_agents._logging import configure
+        from flame_agents.agent._server import AgentHandler
+        from flame_agents.service._instance_server import serve
+
+        configure()
+        serve(AgentHandler(cls))

@@ -1,0 +1,199 @@
+"""The instance side of an agent: an Instance-shim handler running ``Agent.handle`` per task.
+
+Per invocation: refresh the state from the journal's version, return the recorded reply if the
+idempotency key is committed, else run ``handle`` on a copy, validate, commit ONE patch
+conditionally on the version read, and reply. A conflict means another writer moved the state:
+reload, and either return that writer's recorded reply for the key or fail; never fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from flame_agents._logging import get_logger
+from flame_agents.agent._agent import Agent
+from flame_agents.agent._envelope import ReplyEnvelope, decode_request
+from flame_agents.agent._state import StateHandle
+from flame_agents.agent._store import CacheStore, StateStore
+from flame_agents.errors import (
+    CommitConflictError,
+    FlameAgentsError,
+    InvalidArgumentError,
+    InvalidStateError,
+    TaskFailedError,
+)
+
+__all__ = ["START_KEY", "AgentHandler"]
+
+#: Idempotency key of the ``on_session_start`` commit: it runs once per session, not per instance.
+START_KEY = "~session-start"
+
+_log = get_logger(__name__)
+
+
+def type_name(tp: type) -> str:
+    """``module:qualname`` of a type (recorded in replies and state for tools)."""
+    return f"{tp.__module__}:{tp.__qualname__}"
+
+
+class AgentHandler:
+    """Serves one :class:`Agent` subclass through the Instance-shim handler protocol.
+
+    ``store_factory(endpoint)`` builds the store for the session's state object; the default
+    talks to the object cache at that endpoint. The in-process harness passes an in-memory one.
+    """
+
+    def __init__(
+        self,
+        agent_type: type[Agent[Any]],
+        *,
+        store_factory: Callable[[str], StateStore] | None = None,
+        compact_every: int | None = None,
+    ) -> None:
+        if not hasattr(agent_type, "request_type"):
+            raise TypeError(f"{agent_type.__qualname__} does not define a checked handle()")
+        self.agent_type = agent_type
+        self._store_factory = store_factory or CacheStore
+        self._compact_every = compact_every
+        self._agent: Agent[Any] | None = None
+        self._state: StateHandle[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._log = _log.bind(agent=agent_type.__qualname__)
+        self.session_id = ""
+        self.app = ""
+
+    # -- the Instance handler protocol ------------------------------------------------------
+
+    def on_session_enter(
+        self, session_id: str, application_name: str, common_data: bytes | None
+    ) -> None:
+        from flame_agents.cache import ObjectRef
+
+        if not common_data:
+            raise InvalidArgumentError(
+                f"session {session_id}: no state reference in common_data; create agent "
+                "sessions with AgentSession",
+                session_id=session_id,
+            )
+        ref = ObjectRef.decode(common_data)
+        self.enter(session_id, application_name, ref.endpoint, ref.key)
+
+    def enter(self, session_id: str, app: str, endpoint: str, key: str) -> None:
+        """Bind to the state object ``key`` at ``endpoint`` (what on_session_enter decodes)."""
+        self.session_id, self.app = session_id, app
+        self._log = _log.bind(session_id=session_id, app=app, agent=self.agent_type.__qualname__)
+        state: StateHandle[Any] = StateHandle(
+            self._store_factory(endpoint), key, self.agent_type.context_type
+        )
+        if self._compact_every is not None:
+            state.compact_every = self._compact_every
+        state.load()
+        state.upgrade()
+        self._state = state
+        self._agent = self.agent_type()
+        self._run_hook("on_session_start", START_KEY)
+        self._log.info("session entered", version=state.version)
+
+    def on_task_invoke(self, task_id: str, session_id: str, input: bytes | None) -> bytes | None:
+        try:
+            return self.invoke(input, task_id=task_id).encode()
+        except Exception as exc:
+            # The class name travels in the task message so the client raises the same class.
+            text = exc.message if isinstance(exc, FlameAgentsError) else str(exc)
+            raise TaskFailedError(f"{type(exc).__name__}: {text}") from exc
+
+    def on_session_leave(self) -> None:
+        try:
+            if self._state is not None:
+                self._run_hook("on_session_end", f"~session-end-{uuid.uuid4().hex}")
+        except Exception as exc:  # leaving must not fail (Flame retries a failed leave forever)
+            self._log.warning("on_session_end failed", error=str(exc))
+        finally:
+            self._state = None
+            self._agent = None
+            if self._loop is not None:
+                self._loop.close()
+                self._loop = None
+
+    # -- one invocation ---------------------------------------------------------------------
+
+    def invoke(self, data: bytes | None, *, task_id: str = "") -> ReplyEnvelope:
+        """Run one request envelope through the commit path; returns the reply envelope."""
+        state, agent = self._state, self._agent
+        if state is None or agent is None:
+            raise InvalidStateError("no session entered")
+        log = self._log.bind(task_id=task_id)
+        key, request_json = decode_request(data)
+        try:
+            request = self.agent_type.request_type.model_validate(request_json)
+        except ValidationError as exc:
+            raise InvalidArgumentError(f"invalid request: {exc}") from exc
+        state.refresh()
+        found, recorded = state.lookup(key)
+        if found:
+            log.info("replayed recorded reply", key=key, version=state.version)
+            return self._envelope(recorded, replayed=True)
+        work = state.working_copy()
+        reply = self._call(agent.handle, request, work)
+        if not isinstance(reply, self.agent_type.reply_type):
+            raise TaskFailedError(
+                f"{self.agent_type.__qualname__}.handle returned {type(reply).__name__}, "
+                f"expected {self.agent_type.reply_type.__name__}"
+            )
+        reply_json = reply.model_dump(mode="json")
+        try:
+            version = state.commit(work, idempotency_key=key, reply=reply_json)
+        except CommitConflictError:
+            # Another writer moved the state. If it committed this very key (a duplicate
+            # delivery), its reply is the answer; otherwise ours must not land on top of it.
+            state.load()
+            found, recorded = state.lookup(key)
+            if found:
+                log.info("conflict resolved by recorded reply", key=key)
+                return self._envelope(recorded, replayed=True)
+            log.warning("commit rejected: state moved", key=key, version=state.version)
+            raise
+        log.info("invocation committed", key=key, version=version)
+        return self._envelope(reply_json, replayed=False)
+
+    def _envelope(self, reply_json: Any, *, replayed: bool) -> ReplyEnvelope:
+        assert self._state is not None
+        return ReplyEnvelope(
+            reply=reply_json,
+            replayed=replayed,
+            version=self._state.version,
+            type=type_name(self.agent_type.reply_type),
+        )
+
+    def _run_hook(self, name: str, key: str) -> None:
+        state, agent = self._state, self._agent
+        assert state is not None and agent is not None
+        hook = getattr(agent, name)
+        if getattr(type(agent), name) is getattr(Agent, name):
+            return  # not overridden: no commit
+        state.refresh()
+        if state.lookup(key)[0]:
+            return
+        work = state.working_copy()
+        self._call(hook, work)
+        try:
+            state.commit(work, idempotency_key=key, reply=None)
+        except CommitConflictError:
+            state.load()
+            if not state.lookup(key)[0]:
+                raise
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            # One loop per instance, so async handlers may keep loop-bound clients across calls.
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            result = self._loop.run_until_complete(result)
+        return result
