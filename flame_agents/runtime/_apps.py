@@ -1,0 +1,76 @@
+"""Application rules of the session manager: name and spec validation, defaults, built-in apps."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+from flame_agents._wire import types_pb2
+
+__all__ = [
+    "DEFAULT_DELAY_RELEASE",
+    "DEFAULT_MAX_INSTANCES",
+    "SpecError",
+    "builtin_applications",
+    "name_error",
+    "with_defaults",
+]
+
+DEFAULT_MAX_INSTANCES = 1_000_000
+DEFAULT_DELAY_RELEASE = 60
+"""Seconds an idle instance stays bound before it is released (Flame's default)."""
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")
+
+
+class SpecError(ValueError):
+    """An ApplicationSpec field is malformed (answered with INVALID_ARGUMENT)."""
+
+
+def name_error(name: str) -> str | None:
+    """Why ``name`` is not a valid application name, or None if it is."""
+    if not _NAME.match(name) or ".." in name:
+        return (
+            f"invalid application name {name!r}: use 1-253 characters of [A-Za-z0-9._-], "
+            "not starting with '.' or '-' and without '..'"
+        )
+    return None
+
+
+def with_defaults(spec: types_pb2.ApplicationSpec) -> types_pb2.ApplicationSpec:
+    """Validate ``spec`` (raising SpecError) and fill Flame's defaults for absent fields."""
+    out = types_pb2.ApplicationSpec()
+    out.CopyFrom(spec)
+    if out.HasField("working_directory"):
+        if not out.working_directory:
+            out.ClearField("working_directory")
+        elif not out.working_directory.startswith("/"):
+            raise SpecError(
+                f"working_directory must be an absolute path, got {out.working_directory!r}"
+            )
+    if out.HasField("schema"):
+        for field in ("input", "output", "common_data"):
+            if out.schema.HasField(field):
+                try:
+                    json.loads(getattr(out.schema, field))
+                except ValueError as exc:
+                    raise SpecError(f"schema.{field} is not valid JSON: {exc}") from exc
+    else:
+        out.schema.SetInParent()
+    if not out.HasField("max_instances"):
+        out.max_instances = DEFAULT_MAX_INSTANCES
+    if not out.HasField("delay_release"):
+        out.delay_release = DEFAULT_DELAY_RELEASE
+    return out
+
+
+def builtin_applications() -> dict[str, types_pb2.ApplicationSpec]:
+    """Applications registered at every start-up: ``flmping`` (our Python ping service)."""
+    ping = types_pb2.ApplicationSpec(
+        shim=types_pb2.Shim.Host,
+        description="No-op ping service: echoes task input (built into the runtime)",
+        command=sys.executable,
+        arguments=["-m", "flame_agents.runtime.flmping"],
+    )
+    return {"flmping": with_defaults(ping)}

@@ -1,0 +1,359 @@
+"""The ``flame.v1.Frontend`` servicer (grpc.aio): Flame 0.6 session-manager semantics.
+
+Follows flame-wire §2 with the recommended fixes: duplicate session -> ALREADY_EXISTS, unknown
+application -> NOT_FOUND, CreateTask in a closed session -> FAILED_PRECONDITION, unknown session
+or task -> NOT_FOUND (WatchTask included, instead of a silent end), non-numeric task id ->
+INVALID_ARGUMENT. Application Register/Unregister/Update report domain errors as
+``Result{return_code=-1}`` with gRPC OK, as Flame does.
+
+WatchTask sends the task on every state change and always ends with a terminal task (at once
+when it already is terminal); each message carries the task's events, so a failed task shows
+the service's error text (event code 3). CloseSession waits for running tasks (see
+:meth:`Scheduler.close_session`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+import grpc.aio
+
+from flame_agents._wire import frontend_pb2, frontend_pb2_grpc, types_pb2
+from flame_agents.runtime import _protos
+from flame_agents.runtime import _store as st
+from flame_agents.runtime._apps import SpecError, name_error, with_defaults
+from flame_agents.runtime._scheduler import Scheduler
+from flame_agents.runtime._store import SessionRow, Store
+
+__all__ = ["FrontendServicer"]
+
+_GIB = 1024**3
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _abort(ctx: Ctx, code: grpc.StatusCode, message: str) -> NoReturn:
+    await ctx.abort(code, message)
+    raise AssertionError("unreachable")  # ctx.abort always raises
+
+
+def _result(message: str | None = None) -> types_pb2.Result:
+    if message is None:
+        return types_pb2.Result(return_code=0)
+    return types_pb2.Result(return_code=-1, message=message)
+
+
+def _resolve_spec(spec: types_pb2.SessionSpec) -> types_pb2.SessionSpec:
+    out = types_pb2.SessionSpec()
+    out.CopyFrom(spec)
+    out.batch_size = 1
+    if not out.HasField("resreq"):
+        out.resreq.CopyFrom(types_pb2.ResourceRequirement(cpu=1, memory=_GIB, gpu=0))
+    return out
+
+
+def _mismatch(sid: str, have: types_pb2.SessionSpec, want: types_pb2.SessionSpec) -> str | None:
+    """The first differing field as Flame words it, or None when the specs agree."""
+
+    def rr(r: types_pb2.ResourceRequirement) -> str:
+        return f"cpu={r.cpu},mem={r.memory},gpu={r.gpu}"
+
+    def mx(s: types_pb2.SessionSpec) -> str:
+        return str(s.max_instances) if s.HasField("max_instances") else "unlimited"
+
+    checks = [
+        ("application", have.application, want.application),
+        ("resreq", rr(have.resreq), rr(want.resreq)),
+        ("min_instances", str(have.min_instances), str(want.min_instances)),
+        ("max_instances", mx(have), mx(want)),
+        ("priority", str(have.priority), str(want.priority)),
+    ]
+    for name, expected, got in checks:
+        if expected != got:
+            return f"session {sid} spec mismatch: {name} differs (expected {expected}, got {got})"
+    return None
+
+
+class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc]
+    """All 18 Frontend RPCs over the store and the scheduler."""
+
+    def __init__(self, store: Store, scheduler: Scheduler) -> None:
+        self._store = store
+        self._sched = scheduler
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _session_msg(self, row: SessionRow) -> types_pb2.Session:
+        return _protos.session(row, self._store.counters(row.id), self._store.events(row.id))
+
+    async def _session(self, sid: str, ctx: Ctx) -> SessionRow:
+        row = self._store.get_session(sid)
+        if row is None:
+            await _abort(ctx, grpc.StatusCode.NOT_FOUND, f"session {sid} not found")
+        return row
+
+    async def _task(self, sid: str, task_id: str, ctx: Ctx) -> st.TaskRow:
+        try:
+            tid = int(task_id)
+        except ValueError:
+            await _abort(ctx, grpc.StatusCode.INVALID_ARGUMENT, f"invalid task id {task_id!r}")
+        await self._session(sid, ctx)
+        row = self._store.get_task(sid, tid)
+        if row is None:
+            await _abort(
+                ctx, grpc.StatusCode.NOT_FOUND, f"task {task_id} of session {sid} not found"
+            )
+        return row
+
+    def _task_msg(self, row: st.TaskRow) -> types_pb2.Task:
+        return _protos.task(row, self._store.events(row.session_id, row.id))
+
+    # -- applications -----------------------------------------------------------------------
+
+    async def RegisterApplication(
+        self, request: frontend_pb2.RegisterApplicationRequest, context: Ctx
+    ) -> types_pb2.Result:
+        """Register a new application (duplicate or bad name -> return_code -1)."""
+        if err := name_error(request.name):
+            return _result(err)
+        try:
+            spec = with_defaults(request.application)
+        except SpecError as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if self._store.get_app(request.name) is not None:
+            return _result(f"application {request.name} already exists")
+        self._store.put_app(request.name, spec)
+        return _result()
+
+    async def UnregisterApplication(
+        self, request: frontend_pb2.UnregisterApplicationRequest, context: Ctx
+    ) -> types_pb2.Result:
+        """Remove an application with no open sessions (and its closed sessions)."""
+        if self._store.get_app(request.name) is None:
+            return _result(f"application {request.name} not found")
+        if n := self._store.open_sessions_of(request.name):
+            return _result(f"application {request.name} has {n} open session(s); close them first")
+        for row in self._store.list_sessions(state=st.SESSION_CLOSED):
+            if row.application == request.name:
+                self._sched.session_deleted(row.id)
+        self._store.delete_app(request.name)
+        return _result()
+
+    async def UpdateApplication(
+        self, request: frontend_pb2.UpdateApplicationRequest, context: Ctx
+    ) -> types_pb2.Result:
+        """Replace the spec of an application with no open sessions."""
+        if err := name_error(request.name):
+            return _result(err)
+        try:
+            spec = with_defaults(request.application)
+        except SpecError as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if self._store.get_app(request.name) is None:
+            return _result(f"application {request.name} not found")
+        if n := self._store.open_sessions_of(request.name):
+            return _result(f"application {request.name} has {n} open session(s); close them first")
+        self._store.put_app(request.name, spec)
+        return _result()
+
+    async def GetApplication(
+        self, request: frontend_pb2.GetApplicationRequest, context: Ctx
+    ) -> types_pb2.Application:
+        """One application, or NOT_FOUND."""
+        row = self._store.get_app(request.name)
+        if row is None:
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND, f"application {request.name} not found"
+            )
+        return _protos.application(row)
+
+    async def ListApplication(
+        self, request: frontend_pb2.ListApplicationRequest, context: Ctx
+    ) -> types_pb2.ApplicationList:
+        """Every application."""
+        return types_pb2.ApplicationList(
+            applications=[_protos.application(r) for r in self._store.list_apps()]
+        )
+
+    # -- executors and nodes ----------------------------------------------------------------
+
+    async def ListExecutor(
+        self, request: frontend_pb2.ListExecutorRequest, context: Ctx
+    ) -> types_pb2.ExecutorList:
+        """The live instances."""
+        return types_pb2.ExecutorList(
+            executors=[_protos.executor(v) for v in self._sched.executors()]
+        )
+
+    async def ListNodes(
+        self, request: frontend_pb2.ListNodesRequest, context: Ctx
+    ) -> types_pb2.NodeList:
+        """The single node: this machine."""
+        return types_pb2.NodeList(nodes=[_protos.node()])
+
+    async def GetNode(
+        self, request: frontend_pb2.GetNodeRequest, context: Ctx
+    ) -> frontend_pb2.GetNodeResponse:
+        """This machine's node by name (its hostname), or NOT_FOUND."""
+        node = _protos.node()
+        if request.name and request.name != node.metadata.name:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"node {request.name} not found")
+        return frontend_pb2.GetNodeResponse(node=node)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def _create(
+        self, sid: str, spec: types_pb2.SessionSpec, context: Ctx
+    ) -> types_pb2.Session:
+        if not sid:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "session id must not be empty")
+        if self._store.get_app(spec.application) is None:
+            await _abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"application {spec.application} not found; register it first",
+            )
+        if spec.HasField("max_instances") and spec.max_instances < spec.min_instances:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"min_instances ({spec.min_instances}) exceeds max_instances "
+                f"({spec.max_instances})",
+            )
+        try:
+            row = self._store.create_session(sid, spec)
+        except sqlite3.IntegrityError:
+            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, f"session {sid} already exists")
+        self._sched.session_opened(row)
+        return self._session_msg(row)
+
+    async def CreateSession(
+        self, request: frontend_pb2.CreateSessionRequest, context: Ctx
+    ) -> types_pb2.Session:
+        """Create an open session with the client's id (batch_size 1, default resreq)."""
+        if not request.HasField("session"):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "session spec is required")
+        return await self._create(request.session_id, _resolve_spec(request.session), context)
+
+    async def OpenSession(
+        self, request: frontend_pb2.OpenSessionRequest, context: Ctx
+    ) -> types_pb2.Session:
+        """Create-or-get: an existing open session must match the given spec."""
+        sid = request.session_id
+        row = self._store.get_session(sid)
+        if row is None:
+            if not request.HasField("session"):
+                await _abort(context, grpc.StatusCode.NOT_FOUND, f"session {sid} not found")
+            return await self._create(sid, _resolve_spec(request.session), context)
+        if row.state != st.SESSION_OPEN:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"session {sid} is not open")
+        if request.HasField("session"):
+            problem = _mismatch(sid, row.spec, _resolve_spec(request.session))
+            if problem:
+                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+        return self._session_msg(row)
+
+    async def CloseSession(
+        self, request: frontend_pb2.CloseSessionRequest, context: Ctx
+    ) -> types_pb2.Session:
+        """Close (idempotent): pending tasks are cancelled, running ones finish first."""
+        row = await self._session(request.session_id, context)
+        if row.state == st.SESSION_OPEN:
+            await self._sched.close_session(row.id)
+        return self._session_msg(await self._session(request.session_id, context))
+
+    async def DeleteSession(
+        self, request: frontend_pb2.DeleteSessionRequest, context: Ctx
+    ) -> types_pb2.Session:
+        """Delete a closed session with its tasks and events; returns it as it was."""
+        row = await self._session(request.session_id, context)
+        if row.state != st.SESSION_CLOSED:
+            await _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {row.id} is open; close it before deleting it",
+            )
+        counters = self._store.counters(row.id)
+        if counters.get(st.RUNNING, 0):
+            await _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {row.id} still has running tasks",
+            )
+        msg = self._session_msg(row)
+        self._sched.session_deleted(row.id)
+        self._store.delete_session(row.id)
+        return msg
+
+    async def GetSession(
+        self, request: frontend_pb2.GetSessionRequest, context: Ctx
+    ) -> types_pb2.Session:
+        """One session with live counters and session events."""
+        return self._session_msg(await self._session(request.session_id, context))
+
+    async def ListSession(
+        self, request: frontend_pb2.ListSessionRequest, context: Ctx
+    ) -> types_pb2.SessionList:
+        """Every session (oldest first)."""
+        counters = self._store.all_counters()
+        return types_pb2.SessionList(
+            sessions=[
+                _protos.session(r, counters.get(r.id, {}), self._store.events(r.id))
+                for r in self._store.list_sessions()
+            ]
+        )
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def CreateTask(
+        self, request: frontend_pb2.CreateTaskRequest, context: Ctx
+    ) -> types_pb2.Task:
+        """Add a pending task to an open session and dispatch it at once."""
+        if not request.HasField("task"):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task spec is required")
+        sid = request.task.session_id
+        row = await self._session(sid, context)
+        if row.state != st.SESSION_OPEN:
+            await _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Cannot create task in closed session {sid}",
+            )
+        data = request.task.input if request.task.HasField("input") else None
+        task = self._store.create_task(sid, data)
+        self._sched.task_created(sid, task.id)
+        return self._task_msg(task)
+
+    async def GetTask(self, request: frontend_pb2.GetTaskRequest, context: Ctx) -> types_pb2.Task:
+        """One task with input, output and events."""
+        return self._task_msg(await self._task(request.session_id, request.task_id, context))
+
+    async def WatchTask(
+        self, request: frontend_pb2.WatchTaskRequest, context: Ctx
+    ) -> AsyncIterator[types_pb2.Task]:
+        """Stream state changes; always ends with the terminal task."""
+        row = await self._task(request.session_id, request.task_id, context)
+        sid, tid = row.session_id, row.id
+        last = row.state
+        while row.state not in st.TERMINAL:
+            # Registering before the await cannot miss a change: the loop is single-threaded
+            # and the row was read after the previous wake-up.
+            await self._sched.task_changed(sid, tid).wait()
+            fresh = self._store.get_task(sid, tid)
+            if fresh is None:  # deleted under us
+                await _abort(context, grpc.StatusCode.NOT_FOUND, f"task {tid} was deleted")
+            row = fresh
+            if row.state != last and row.state not in st.TERMINAL:
+                last = row.state
+                yield self._task_msg(row)
+        yield self._task_msg(row)
+
+    async def ListTask(
+        self, request: frontend_pb2.ListTaskRequest, context: Ctx
+    ) -> AsyncIterator[types_pb2.Task]:
+        """Every task of a session, by id (with events)."""
+        await self._session(request.session_id, context)
+        for row in self._store.list_tasks(request.session_id):
+            yield self._task_msg(row)

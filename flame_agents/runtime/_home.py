@@ -1,0 +1,109 @@
+"""The runtime's home folder: its layout, and the lock that allows one runtime per home.
+
+Layout (CONTRACT "Embedded runtime process"): ``flame.db``, ``cache/``, ``logs/``, ``work/``,
+``runtime.lock``, ``runtime.json``, and instance sockets in ``sock/`` -- or, when that path is
+too long for an AF_UNIX address (108 bytes), in a short per-home folder under the temp dir.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from flame_agents.errors import ConfigError
+
+__all__ = ["HomeLayout", "HomeLock"]
+
+_SUN_PATH_MAX = 107
+"""AF_UNIX paths hold 108 bytes including the terminating NUL."""
+_SOCKET_NAME_LEN = len("/00000000-0000-0000-0000-000000000000.sock")
+
+
+@dataclass(frozen=True)
+class HomeLayout:
+    """Paths inside one runtime home."""
+
+    home: Path
+
+    @property
+    def db(self) -> Path:
+        """The sqlite database of applications, sessions, tasks and events."""
+        return self.home / "flame.db"
+
+    @property
+    def cache(self) -> Path:
+        """Root of the object cache's disk store."""
+        return self.home / "cache"
+
+    @property
+    def logs(self) -> Path:
+        """runtime.log and the instances' ``<executor>.out`` / ``.err``."""
+        return self.home / "logs"
+
+    @property
+    def work(self) -> Path:
+        """Parent of the per-instance working directories."""
+        return self.home / "work"
+
+    @property
+    def lock(self) -> Path:
+        """The flock that makes a home single-runtime."""
+        return self.home / "runtime.lock"
+
+    @property
+    def sockets(self) -> Path:
+        """Folder of instance sockets, short enough for AF_UNIX."""
+        preferred = self.home / "sock"
+        if len(str(preferred)) + _SOCKET_NAME_LEN <= _SUN_PATH_MAX:
+            return preferred
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"flame-agents-{os.getuid()}-{digest}"
+
+    def create(self) -> None:
+        """Create the home (mode 0700) and its folders."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        for sub in (self.cache, self.logs, self.work):
+            sub.mkdir(exist_ok=True)
+        self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+class HomeLock:
+    """An exclusive flock on ``<home>/runtime.lock`` holding the owner's pid."""
+
+    def __init__(self, layout: HomeLayout) -> None:
+        self._path = layout.lock
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise ConfigError naming the pid of the runtime that holds it."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                os.close(fd)
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(
+                f"another runtime (pid {holder}) already serves home {self._path.parent}; "
+                "stop it first (flame-agents down) or choose another --home",
+                home=str(self._path.parent),
+                pid=holder,
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (the file stays; a stale file without a lock means nothing)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

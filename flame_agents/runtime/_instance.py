@@ -1,0 +1,357 @@
+"""Launch one service process the way Flame's host shim does, and drive its Instance service.
+
+An :class:`InstanceProcess` is one executor: a fresh process per session binding, spawned
+directly (no shell) in its own process group with the application's command, arguments,
+environments and working directory, and ``FLAME_INSTANCE_ENDPOINT`` naming a Unix socket. We
+wait (with a timeout, unlike Flame) for the socket, then call ``OnSessionEnter`` once,
+``OnTaskInvoke`` one at a time, ``OnSessionLeave``, and finally SIGTERM the process group
+(SIGKILL after a grace period), reap the process and remove the socket.
+
+The process is watched while a task runs: if it dies, :meth:`InstanceProcess.invoke` raises
+:class:`InstanceLost` at once instead of waiting for the transport to notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from flame_agents._logging import get_logger
+from flame_agents._wire import shim_pb2, shim_pb2_grpc, types_pb2
+
+__all__ = [
+    "BIND_ENTER_FAILED",
+    "BIND_PROCESS_FAILED",
+    "BindError",
+    "InstanceLost",
+    "InstanceProcess",
+    "LaunchSpec",
+    "expand_vars",
+]
+
+BIND_PROCESS_FAILED = 11
+"""Flame's bind return code for 'shim/process creation failed'."""
+BIND_ENTER_FAILED = 12
+"""Flame's bind return code for 'OnSessionEnter failed'."""
+
+_PR_SET_PDEATHSIG = 1
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+_log = get_logger(__name__)
+
+
+class BindError(Exception):
+    """The instance could not be bound to its session (Flame bind failure codes 11/12)."""
+
+    def __init__(self, return_code: int, message: str) -> None:
+        super().__init__(message)
+        self.return_code = return_code
+        self.message = message
+
+
+class InstanceLost(Exception):
+    """The service process died (or its channel broke) before answering a task."""
+
+    def __init__(self, exit_description: str) -> None:
+        super().__init__(exit_description)
+        self.exit_description = exit_description
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to start one instance of an application for one session."""
+
+    executor_id: str
+    app_name: str
+    app: types_pb2.ApplicationSpec
+    session_id: str
+    common_data: bytes | None
+    socket_dir: Path
+    work_root: Path
+    log_dir: Path
+    frontend_endpoint: str
+    cache_endpoint: str | None
+    bind_timeout: float
+    stop_grace: float = 5.0
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What ``OnTaskInvoke`` answered."""
+
+    return_code: int
+    output: bytes | None
+    message: str | None
+
+
+def expand_vars(text: str, env: Mapping[str, str]) -> str:
+    """Expand ``$VAR`` and ``${VAR}`` from ``env``; unknown names expand to '' (shellexpand)."""
+    return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
+
+
+def _set_parent_death_signal() -> None:
+    # Runs in the child between fork and exec: if the runtime dies (even by SIGKILL) the kernel
+    # kills the instance too, so no orphaned service outlives its runtime.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def describe_exit(returncode: int | None) -> str:
+    """Human text for a process exit status ('signal 9 (SIGKILL)' or 'exit code 1')."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown"
+        return f"signal {-returncode} ({name})"
+    return f"exit code {returncode}"
+
+
+class InstanceProcess:
+    """One service process bound to one session, driven over its Unix socket."""
+
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.spec = spec
+        self.socket_path = spec.socket_dir / f"{spec.executor_id}.sock"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._exit_waiter: asyncio.Task[int] | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: shim_pb2_grpc.InstanceStub | None = None
+        self._own_workdir: Path | None = None
+        self._entered = False
+        self._log = _log.bind(executor_id=spec.executor_id, session_id=spec.session_id)
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the service (None before it started)."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def exited(self) -> bool:
+        """True once the service process is gone."""
+        return self._proc is not None and self._proc.returncode is not None
+
+    # -- launch -----------------------------------------------------------------------------
+
+    def _environment(self, cwd: Path) -> dict[str, str]:
+        spec = self.spec
+        base = dict(os.environ)
+        env = dict(base)
+        app_env = {e.name: expand_vars(e.value, base) for e in spec.app.environments}
+        env.update(app_env)
+        env["FLAME_LOG"] = base.get("FLAME_LOG", "info")
+        env["FLAME_INSTANCE_ENDPOINT"] = str(self.socket_path)
+        env["FLAME_ENDPOINT"] = spec.frontend_endpoint
+        if spec.cache_endpoint:
+            env["FLAME_CACHE_ENDPOINT"] = spec.cache_endpoint
+        if "HOME" not in app_env:
+            env["HOME"] = base.get("HOME", str(cwd))
+        tmp = cwd / "work" / spec.app_name / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name in ("TMPDIR", "TEMP", "TMP"):
+            if name not in app_env:
+                env[name] = str(tmp)
+        return env
+
+    async def start(self) -> None:
+        """Spawn the process and wait for its socket; raises BindError(11) on failure."""
+        spec = self.spec
+        if spec.app.working_directory:
+            cwd = Path(spec.app.working_directory)
+        else:
+            cwd = spec.work_root / spec.executor_id
+            self._own_workdir = cwd
+        try:
+            cwd.mkdir(parents=True, exist_ok=True)
+            env = self._environment(cwd)
+            command = expand_vars(spec.app.command, env) if spec.app.command else ""
+            if not command:
+                raise BindError(
+                    BIND_PROCESS_FAILED, f"application {spec.app_name} has no command to run"
+                )
+            args = [expand_vars(a, env) for a in spec.app.arguments]
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
+            out = open(spec.log_dir / f"{spec.executor_id}.out", "wb")  # noqa: SIM115
+            err = open(spec.log_dir / f"{spec.executor_id}.err", "wb")  # noqa: SIM115
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    command,
+                    *args,
+                    cwd=str(cwd),
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    preexec_fn=_set_parent_death_signal,
+                )
+            finally:
+                out.close()
+                err.close()
+        except BindError:
+            raise
+        except OSError as exc:
+            raise BindError(BIND_PROCESS_FAILED, f"failed to start {command!r}: {exc}") from exc
+        self._exit_waiter = asyncio.ensure_future(self._proc.wait())
+        self._log.info("instance started", pid=self._proc.pid, app=spec.app_name)
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        """Wait for the socket file, then for the channel, both within the bind timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.bind_timeout
+        delay = 0.002
+        # Polling the filesystem is fine here: it is the launch path, not the invoke path, and
+        # it stops as soon as the process exits.
+        while not self.socket_path.is_socket():
+            if self.exited:
+                raise BindError(
+                    BIND_PROCESS_FAILED,
+                    f"service process exited before binding its socket "
+                    f"({describe_exit(self._returncode())}); see {self._err_log()}",
+                )
+            if loop.time() >= deadline:
+                raise BindError(
+                    BIND_PROCESS_FAILED,
+                    f"service did not bind {self.socket_path} within "
+                    f"{self.spec.bind_timeout:g}s; see {self._err_log()}",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        self._channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}")
+        self._stub = shim_pb2_grpc.InstanceStub(self._channel)
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), max(deadline - loop.time(), 0.5))
+        except asyncio.TimeoutError as exc:
+            raise BindError(
+                BIND_PROCESS_FAILED, f"service socket {self.socket_path} accepts no connection"
+            ) from exc
+
+    def _returncode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
+    def _err_log(self) -> Path:
+        return self.spec.log_dir / f"{self.spec.executor_id}.err"
+
+    # -- Instance RPCs ----------------------------------------------------------------------
+
+    async def _call_watched(self, call: asyncio.Future[Any]) -> Any:
+        """Await an RPC while watching the process; raise InstanceLost if it dies first."""
+        assert self._exit_waiter is not None
+        done, _ = await asyncio.wait({call, self._exit_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if call in done:
+            try:
+                return call.result()
+            except grpc.RpcError as exc:
+                await self._reap_after_failure()
+                raise InstanceLost(
+                    f"{_rpc_text(exc)} ({describe_exit(self._returncode())})"
+                ) from exc
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
+            await call
+        raise InstanceLost(describe_exit(self._returncode()))
+
+    async def _reap_after_failure(self) -> None:
+        # A transport error with a live process leaves it in an unknown state: it is lost.
+        if not self.exited:
+            self._signal_group(signal.SIGKILL)
+        if self._exit_waiter is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._exit_waiter), 5)
+
+    async def enter(self) -> None:
+        """Call OnSessionEnter; raises BindError(12) on a non-zero return code."""
+        assert self._stub is not None
+        spec = self.spec
+        app = spec.app
+        ctx = shim_pb2.ApplicationContext(name=spec.app_name, shim=app.shim)
+        for field in ("image", "command", "working_directory", "url", "installer"):
+            if app.HasField(field):
+                setattr(ctx, field, getattr(app, field))
+        req = shim_pb2.SessionContext(session_id=spec.session_id, application=ctx)
+        if spec.common_data is not None:
+            req.common_data = spec.common_data
+        try:
+            result = await self._call_watched(asyncio.ensure_future(self._stub.OnSessionEnter(req)))
+        except InstanceLost as exc:
+            raise BindError(
+                BIND_ENTER_FAILED, f"on_session_enter failed: {exc.exit_description}"
+            ) from exc
+        rc = int(getattr(result, "return_code", 0))
+        if rc != 0:
+            text = result.message if result.HasField("message") else f"return code {rc}"
+            raise BindError(BIND_ENTER_FAILED, f"on_session_enter failed: {text}")
+        self._entered = True
+
+    async def invoke(self, task_id: int, data: bytes | None) -> TaskOutcome:
+        """Call OnTaskInvoke for one task; raises InstanceLost if the process dies meanwhile."""
+        assert self._stub is not None
+        req = shim_pb2.TaskContext(task_id=str(task_id), session_id=self.spec.session_id)
+        if data is not None:
+            req.input = data
+        result = await self._call_watched(asyncio.ensure_future(self._stub.OnTaskInvoke(req)))
+        output = result.output if result.HasField("output") else None
+        message = result.message if result.HasField("message") else None
+        return TaskOutcome(int(result.return_code), output, message)
+
+    async def stop(self) -> None:
+        """OnSessionLeave (if entered and alive), then SIGTERM/SIGKILL the group, reap, clean."""
+        if self._entered and self._stub is not None and not self.exited:
+            leave = asyncio.ensure_future(
+                self._stub.OnSessionLeave(types_pb2.EmptyRequest(), timeout=self.spec.stop_grace)
+            )
+            with contextlib.suppress(InstanceLost, Exception):
+                await self._call_watched(leave)
+        if self._proc is not None and self._exit_waiter is not None:
+            if not self.exited:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._exit_waiter), self.spec.stop_grace)
+                except asyncio.TimeoutError:
+                    self._signal_group(signal.SIGKILL)
+            # Always kill the rest of the group: children the service left behind must not leak.
+            self._signal_group(signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._exit_waiter)
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close(None)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        if self._own_workdir is not None:
+            shutil.rmtree(self._own_workdir, ignore_errors=True)
+        self._log.info("instance stopped", exit=describe_exit(self._returncode()))
+
+    def exit_description(self) -> str:
+        """How the process ended so far ('signal 9 (SIGKILL)', 'exit code 0', 'still running')."""
+        return describe_exit(self._returncode())
+
+    def terminate(self) -> None:
+        """SIGTERM the process group now (runtime shutdown while a task runs)."""
+        self._signal_group(signal.SIGTERM)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+
+def _rpc_text(exc: grpc.RpcError) -> str:
+    details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+    return f"instance channel failed: {details}"

@@ -1,0 +1,113 @@
+"""Build Flame wire messages from the runtime's stored rows (and the node description)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from typing import Any
+
+from flame_agents._wire import types_pb2
+from flame_agents.runtime._scheduler import ExecutorView
+from flame_agents.runtime._store import AppRow, EventRow, SessionRow, TaskRow
+
+__all__ = ["application", "executor", "node", "node_name", "session", "task"]
+
+
+def _enum(value: int) -> Any:
+    """An enum number for a generated constructor (its stubs only accept the enum type)."""
+    return value
+
+
+def node_name() -> str:
+    """This machine's node name (its hostname)."""
+    return socket.gethostname()
+
+
+def _events(rows: list[EventRow]) -> list[types_pb2.Event]:
+    out = []
+    for e in rows:
+        ev = types_pb2.Event(code=e.code, creation_time=e.creation_time)
+        if e.message is not None:
+            ev.message = e.message
+        out.append(ev)
+    return out
+
+
+def application(row: AppRow) -> types_pb2.Application:
+    """The Application message of a stored application."""
+    return types_pb2.Application(
+        metadata=types_pb2.Metadata(id=row.name, name=row.name),
+        spec=row.spec,
+        status=types_pb2.ApplicationStatus(state=_enum(0), creation_time=row.creation_time),
+    )
+
+
+def session(row: SessionRow, counters: dict[int, int], events: list[EventRow]) -> types_pb2.Session:
+    """The Session message with live counters and session events."""
+    status = types_pb2.SessionStatus(
+        state=_enum(row.state),
+        creation_time=row.creation_time,
+        pending=counters.get(0, 0),
+        running=counters.get(1, 0),
+        succeed=counters.get(2, 0),
+        failed=counters.get(3, 0),
+        cancelled=counters.get(4, 0),
+        events=_events(events),
+    )
+    if row.completion_time is not None:
+        status.completion_time = row.completion_time
+    return types_pb2.Session(
+        metadata=types_pb2.Metadata(id=row.id, name=row.id), spec=row.spec, status=status
+    )
+
+
+def task(row: TaskRow, events: list[EventRow], *, with_input: bool = True) -> types_pb2.Task:
+    """The Task message (input, output and events included)."""
+    spec = types_pb2.TaskSpec(session_id=row.session_id)
+    if with_input and row.input is not None:
+        spec.input = row.input
+    if row.output is not None:
+        spec.output = row.output
+    status = types_pb2.TaskStatus(
+        state=_enum(row.state), creation_time=row.creation_time, events=_events(events)
+    )
+    if row.completion_time is not None:
+        status.completion_time = row.completion_time
+    tid = str(row.id)
+    return types_pb2.Task(metadata=types_pb2.Metadata(id=tid, name=tid), spec=spec, status=status)
+
+
+def executor(view: ExecutorView) -> types_pb2.Executor:
+    """The Executor message of a live instance."""
+    return types_pb2.Executor(
+        metadata=types_pb2.Metadata(id=view.id, name=view.id),
+        spec=types_pb2.ExecutorSpec(node=node_name(), resreq=view.resreq, shim=_enum(0)),
+        status=types_pb2.ExecutorStatus(state=_enum(view.state), session_id=view.session_id),
+    )
+
+
+def _memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def node() -> types_pb2.Node:
+    """This machine as the runtime's single Ready node."""
+    name = node_name()
+    capacity = types_pb2.ResourceRequirement(cpu=os.cpu_count() or 1, memory=_memory_bytes(), gpu=0)
+    return types_pb2.Node(
+        metadata=types_pb2.Metadata(id=name, name=name),
+        spec=types_pb2.NodeSpec(hostname=name),
+        status=types_pb2.NodeStatus(
+            state=_enum(1),
+            capacity=capacity,
+            allocatable=capacity,
+            info=types_pb2.NodeInfo(arch=platform.machine(), os=platform.system().lower()),
+            addresses=[types_pb2.NodeAddress(type="Hostname", address=name)],
+            last_heartbeat_time=int(time.time()),
+        ),
+    )

@@ -1,0 +1,484 @@
+"""The scheduler: hands pending tasks to instances and sizes each session's set of instances.
+
+Event driven, with no polling on the invoke path: creating a task pushes its id onto the
+session's heap (FIFO by id) and wakes one idle bound instance directly; when none is idle,
+:meth:`Scheduler.reconcile` launches instances up to the demand. Every instance is a worker
+coroutine: launch -> OnSessionEnter -> take tasks one at a time -> leave when idle for the
+application's ``delay_release`` seconds, when its session closes, or when released to make
+room for another session under the runtime-wide ``max_instances`` cap.
+
+Sizing per open session: task demand = pending + running tasks, floored by ``min_instances``
+(prewarm) and capped by the session's ``max_instances``. Task demand of every session is met
+before any prewarm, in priority order (higher first, then older), so a prewarmed idle instance
+is released for a session with waiting tasks and never steals the slot back.
+
+Failures: a process that dies mid-task puts its task back to Pending (attempt + 1, event 0)
+for a fresh instance, until ``max_task_attempts`` losses fail it with a clear message. A bind
+failure records session event 1001; after ``bind_retry_limit`` of them one event 1002 pauses
+the session (its tasks stay Pending; closing it still works).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flame_agents._logging import get_logger
+from flame_agents._wire import types_pb2
+from flame_agents.runtime import _store as st
+from flame_agents.runtime._instance import BindError, InstanceLost, InstanceProcess, LaunchSpec
+from flame_agents.runtime._store import SessionRow, Store
+
+__all__ = ["ExecutorView", "Scheduler", "SchedulerOptions"]
+
+_log = get_logger(__name__)
+
+EXECUTOR_BINDING = 3
+EXECUTOR_BOUND = 4
+EXECUTOR_UNBINDING = 5
+EVENT_BIND_FAILED = 1001
+EVENT_RETRY_LIMIT = 1002
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    """Runtime-wide scheduling knobs (from the command line)."""
+
+    node_name: str
+    """Node name shown in executor listings and bind-failure events."""
+    socket_dir: Path
+    work_root: Path
+    log_dir: Path
+    frontend_endpoint: str
+    cache_endpoint: str | None
+    max_instances: int = 64
+    """Cap on live instances across all sessions."""
+    bind_timeout: float = 30.0
+    """Seconds a launched service has to bind its socket."""
+    bind_retry_limit: int = 5
+    """Bind failures after which a session gets no more instances (event 1002)."""
+    max_task_attempts: int = 3
+    """Instance losses after which a task fails instead of being re-dispatched."""
+    stop_grace: float = 5.0
+    """Seconds between SIGTERM and SIGKILL when stopping an instance."""
+
+
+@dataclass(frozen=True)
+class ExecutorView:
+    """A live instance as ListExecutor shows it."""
+
+    id: str
+    state: int
+    session_id: str
+    resreq: types_pb2.ResourceRequirement
+
+
+@dataclass(eq=False)
+class _Instance:
+    id: str
+    session: _Session
+    process: InstanceProcess | None = None
+    state: int = EXECUTOR_BINDING
+    release: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class _Session:
+    row: SessionRow
+    pending: list[int] = field(default_factory=list)
+    running: dict[int, _Instance] = field(default_factory=dict)
+    instances: set[_Instance] = field(default_factory=set)
+    idle: deque[_Instance] = field(default_factory=deque)
+    closed: bool = False
+    bind_failures: int = 0
+    paused: bool = False
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    def cap(self) -> int | None:
+        spec = self.row.spec
+        return int(spec.max_instances) if spec.HasField("max_instances") else None
+
+    def task_demand(self) -> int:
+        demand = len(self.pending) + len(self.running)
+        cap = self.cap()
+        return demand if cap is None else min(demand, cap)
+
+    def total_demand(self) -> int:
+        demand = max(len(self.pending) + len(self.running), int(self.row.spec.min_instances))
+        cap = self.cap()
+        return demand if cap is None else min(demand, cap)
+
+
+class Scheduler:
+    """Owns the live instances and the dispatch of pending tasks of open sessions."""
+
+    def __init__(self, store: Store, options: SchedulerOptions) -> None:
+        self._store = store
+        self._opts = options
+        self._sessions: dict[str, _Session] = {}
+        self._watchers: dict[tuple[str, int], asyncio.Event] = {}
+        self._stopping = False
+
+    # -- start-up and shutdown --------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Load open sessions; tasks left Running by a previous runtime go back to Pending."""
+        for sid, tid in self._store.running_tasks():
+            self._store.requeue_task(
+                sid, tid, message="Task returned to <Pending>: the runtime restarted", lost=False
+            )
+        for row in self._store.list_sessions(state=st.SESSION_OPEN):
+            sess = _Session(row)
+            sess.pending = self._store.task_ids(row.id, st.PENDING)
+            heapq.heapify(sess.pending)
+            self._sessions[row.id] = sess
+        self.reconcile()
+
+    async def shutdown(self) -> None:
+        """Leave and stop every instance; tasks still running go back to Pending."""
+        self._stopping = True
+        workers = []
+        for sess in self._sessions.values():
+            for inst in list(sess.instances):
+                self._release(inst)
+                if (
+                    inst.state == EXECUTOR_BOUND
+                    and inst.process is not None
+                    and (inst in sess.running.values())
+                ):
+                    # A running task would keep the process busy: stop it now, the task is
+                    # re-run after the restart (at-least-once).
+                    inst.process.terminate()
+                if inst.worker is not None:
+                    workers.append(inst.worker)
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    # -- notifications ----------------------------------------------------------------------
+
+    def task_changed(self, sid: str, tid: int) -> asyncio.Event:
+        """An event set at the next state change of task ``tid`` (for WatchTask)."""
+        key = (sid, tid)
+        ev = self._watchers.get(key)
+        if ev is None:
+            ev = self._watchers[key] = asyncio.Event()
+        return ev
+
+    def _notify(self, sid: str, tid: int) -> None:
+        ev = self._watchers.pop((sid, tid), None)
+        if ev is not None:
+            ev.set()
+
+    # -- Frontend entry points --------------------------------------------------------------
+
+    def session_opened(self, row: SessionRow) -> None:
+        """A new open session exists (prewarm its min_instances)."""
+        self._sessions[row.id] = _Session(row)
+        self.reconcile()
+
+    def task_created(self, sid: str, tid: int) -> None:
+        """A pending task was committed: hand it to an idle instance or launch one."""
+        sess = self._sessions.get(sid)
+        if sess is None or sess.closed:
+            return
+        heapq.heappush(sess.pending, tid)
+        self._offer(sess)
+        self.reconcile()
+
+    async def close_session(self, sid: str) -> None:
+        """Close: cancel pending tasks, let running ones finish (awaited), release instances.
+
+        We wait for running tasks rather than refusing the close (Flame answers INTERNAL
+        "Cannot close session with running tasks"): the session stops accepting tasks at
+        once, and the caller gets the reply when nothing of the session runs any more.
+        """
+        cancelled = self._store.close_session(sid)
+        for tid in cancelled:
+            self._notify(sid, tid)
+        sess = self._sessions.get(sid)
+        if sess is None:
+            return
+        sess.closed = True
+        sess.pending.clear()
+        for inst in list(sess.instances):
+            if inst not in sess.running.values():
+                self._release(inst)
+        if sess.running:
+            sess.drained.clear()
+            await sess.drained.wait()
+        self._forget_if_done(sess)
+
+    def session_deleted(self, sid: str) -> None:
+        """Drop a (closed) session's bookkeeping."""
+        sess = self._sessions.get(sid)
+        if sess is not None and not sess.instances:
+            del self._sessions[sid]
+
+    def executors(self) -> list[ExecutorView]:
+        """Every live instance."""
+        out = []
+        for sess in self._sessions.values():
+            resreq = sess.row.spec.resreq
+            for inst in sess.instances:
+                out.append(ExecutorView(inst.id, inst.state, sess.id, resreq))
+        return out
+
+    # -- sizing -----------------------------------------------------------------------------
+
+    def _live(self) -> int:
+        return sum(len(s.instances) for s in self._sessions.values())
+
+    def reconcile(self) -> None:
+        """Launch instances up to each session's demand, within the runtime-wide cap."""
+        if self._stopping:
+            return
+        order = sorted(
+            (s for s in self._sessions.values() if not s.closed and not s.paused),
+            key=lambda s: (-int(s.row.spec.priority), s.row.creation_time),
+        )
+        live = self._live()
+        starved = 0
+        for sess in order:  # task demand first ...
+            deficit = sess.task_demand() - len(sess.instances)
+            while deficit > 0 and live < self._opts.max_instances:
+                self._launch(sess)
+                live += 1
+                deficit -= 1
+            starved += max(deficit, 0)
+        for sess in order:  # ... then prewarm (min_instances)
+            deficit = sess.total_demand() - len(sess.instances)
+            while deficit > 0 and live < self._opts.max_instances:
+                self._launch(sess)
+                live += 1
+                deficit -= 1
+        if starved:
+            self._evict_idle(starved, keep={s for s in order if s.task_demand() > 0})
+
+    def _evict_idle(self, count: int, *, keep: set[_Session]) -> None:
+        """Release up to ``count`` idle instances of sessions without waiting tasks."""
+        for sess in self._sessions.values():
+            if sess in keep:
+                continue
+            for inst in list(sess.idle):
+                if count <= 0:
+                    return
+                if not inst.release:
+                    self._release(inst)
+                    count -= 1
+
+    def _release(self, inst: _Instance) -> None:
+        inst.release = True
+        inst.wake.set()
+
+    def _offer(self, sess: _Session) -> None:
+        while sess.pending and sess.idle:
+            sess.idle.popleft().wake.set()
+
+    def _launch(self, sess: _Session) -> None:
+        app = self._store.get_app(sess.row.application)
+        inst = _Instance(id=str(uuid.uuid4()), session=sess)
+        sess.instances.add(inst)
+        inst.worker = asyncio.ensure_future(self._run_instance(inst, app))
+
+    # -- instance worker --------------------------------------------------------------------
+
+    async def _run_instance(self, inst: _Instance, app: st.AppRow | None) -> None:
+        sess = inst.session
+        try:
+            if app is None:
+                raise BindError(11, f"application {sess.row.application} is not registered")
+            opts = self._opts
+            inst.process = InstanceProcess(
+                LaunchSpec(
+                    executor_id=inst.id,
+                    app_name=app.name,
+                    app=app.spec,
+                    session_id=sess.id,
+                    common_data=(
+                        sess.row.spec.common_data if sess.row.spec.HasField("common_data") else None
+                    ),
+                    socket_dir=opts.socket_dir,
+                    work_root=opts.work_root,
+                    log_dir=opts.log_dir,
+                    frontend_endpoint=opts.frontend_endpoint,
+                    cache_endpoint=opts.cache_endpoint,
+                    bind_timeout=opts.bind_timeout,
+                    stop_grace=opts.stop_grace,
+                )
+            )
+            await inst.process.start()
+            await inst.process.enter()
+            inst.state = EXECUTOR_BOUND
+            delay_release = (
+                float(app.spec.delay_release) if app.spec.HasField("delay_release") else 60.0
+            )
+            while (tid := await self._next_task(inst, delay_release)) is not None:
+                if not await self._run_task(inst, tid):
+                    break
+        except BindError as exc:
+            self._bind_failed(sess, inst, exc)
+        except Exception:
+            _log.exception("instance worker failed", executor_id=inst.id, session_id=sess.id)
+        finally:
+            inst.state = EXECUTOR_UNBINDING
+            with contextlib.suppress(ValueError):
+                sess.idle.remove(inst)
+            if inst.process is not None:
+                with contextlib.suppress(Exception):
+                    await inst.process.stop()
+            sess.instances.discard(inst)
+            self._forget_if_done(sess)
+            self.reconcile()
+
+    def _forget_if_done(self, sess: _Session) -> None:
+        if sess.closed and not sess.instances and not sess.running:
+            self._sessions.pop(sess.id, None)
+
+    async def _next_task(self, inst: _Instance, delay_release: float) -> int | None:
+        """The next pending task for this instance, or None when it should be released."""
+        sess = inst.session
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay_release
+        while True:
+            if inst.release or sess.closed or self._stopping:
+                return None
+            if sess.pending:
+                return heapq.heappop(sess.pending)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                if len(sess.instances) > int(sess.row.spec.min_instances):
+                    return None
+                deadline = loop.time() + delay_release  # prewarmed: keep min_instances alive
+                continue
+            inst.wake.clear()
+            sess.idle.append(inst)
+            try:
+                await asyncio.wait_for(inst.wake.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    sess.idle.remove(inst)
+
+    async def _run_task(self, inst: _Instance, tid: int) -> bool:
+        """Run one task on ``inst``; False when the instance was lost."""
+        sess = inst.session
+        sid = sess.id
+        assert inst.process is not None
+        row = self._store.get_task(sid, tid)
+        if row is None or row.state != st.PENDING:
+            return True
+        self._store.start_task(sid, tid, executor_id=inst.id)
+        sess.running[tid] = inst
+        self._notify(sid, tid)
+        try:
+            outcome = await inst.process.invoke(tid, row.input)
+        except InstanceLost as lost:
+            self._task_lost(sess, inst, tid, lost.exit_description)
+            return False
+        finally:
+            sess.running.pop(tid, None)
+            if not sess.running:
+                sess.drained.set()
+        if outcome.return_code == 0:
+            self._store.finish_task(
+                sid,
+                tid,
+                state=st.SUCCEED,
+                output=outcome.output,
+                message="Task was completed with state <Succeed>",
+            )
+        else:
+            self._store.finish_task(
+                sid,
+                tid,
+                state=st.FAILED,
+                output=outcome.output,
+                message=outcome.message or f"task failed with return code {outcome.return_code}",
+            )
+        self._notify(sid, tid)
+        return True
+
+    def _task_lost(self, sess: _Session, inst: _Instance, tid: int, exit_text: str) -> None:
+        sid = sess.id
+        row = self._store.get_task(sid, tid)
+        losses = (row.losses if row else 0) + 1
+        limit = self._opts.max_task_attempts
+        _log.warning(
+            "instance lost while running a task",
+            executor_id=inst.id,
+            session_id=sid,
+            task_id=tid,
+            exit=exit_text,
+            losses=losses,
+        )
+        if self._stopping:
+            self._store.requeue_task(
+                sid, tid, message="Task returned to <Pending>: the runtime is stopping", lost=False
+            )
+        elif losses >= limit:
+            self._store.requeue_task(sid, tid, message=f"instance lost: {exit_text}", lost=True)
+            self._store.finish_task(
+                sid,
+                tid,
+                state=st.FAILED,
+                output=None,
+                message=(
+                    f"instance lost {losses} times while running task {tid}; last exit: "
+                    f"{exit_text} (executor {inst.id})"
+                ),
+            )
+        elif sess.closed:
+            self._store.requeue_task(sid, tid, message=f"instance lost: {exit_text}", lost=True)
+            self._store.finish_task(
+                sid,
+                tid,
+                state=st.CANCELLED,
+                output=None,
+                message="Task was cancelled: its instance was lost after the session closed",
+            )
+        else:
+            self._store.requeue_task(
+                sid,
+                tid,
+                message=(
+                    f"Task returned to <Pending>: instance {inst.id} lost ({exit_text}); "
+                    f"attempt {losses + 1} of {limit}"
+                ),
+                lost=True,
+            )
+            heapq.heappush(sess.pending, tid)
+            self._offer(sess)
+        self._notify(sid, tid)
+
+    def _bind_failed(self, sess: _Session, inst: _Instance, exc: BindError) -> None:
+        if sess.paused or sess.closed or self._stopping:
+            return
+        sess.bind_failures += 1
+        limit = self._opts.bind_retry_limit
+        message = (
+            f"Executor {inst.id} on node {self._opts.node_name} failed to bind session with "
+            f"return_code {exc.return_code}: {exc.message}"
+        )
+        _log.warning("bind failed", session_id=sess.id, executor_id=inst.id, reason=exc.message)
+        self._store.add_session_event(sess.id, EVENT_BIND_FAILED, message)
+        if sess.bind_failures >= limit:
+            sess.paused = True
+            self._store.add_session_event(
+                sess.id,
+                EVENT_RETRY_LIMIT,
+                f"Session retry limit reached after {sess.bind_failures}/{limit} failed "
+                "attempts; new executor assignment is paused (tasks stay Pending until the "
+                "session is closed or the runtime restarts)",
+            )

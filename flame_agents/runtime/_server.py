@@ -1,0 +1,131 @@
+"""Assemble and run one embedded runtime: store, scheduler, Frontend and cache, until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import grpc.aio
+
+from flame_agents._logging import get_logger
+from flame_agents._wire import frontend_pb2_grpc
+from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_info
+from flame_agents.runtime._apps import builtin_applications
+from flame_agents.runtime._frontend import FrontendServicer
+from flame_agents.runtime._home import HomeLayout, HomeLock
+from flame_agents.runtime._protos import node_name
+from flame_agents.runtime._scheduler import Scheduler, SchedulerOptions
+from flame_agents.runtime._store import Store
+
+__all__ = ["RuntimeOptions", "serve"]
+
+_log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Command-line options of the runtime process."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    """Frontend port; 0 picks a free one."""
+    cache_port: int = 0
+    """Object cache (Arrow Flight) port; 0 picks a free one."""
+    max_instances: int = 64
+    """Cap on live service instances across all sessions."""
+    bind_timeout: float = 30.0
+    """Seconds a launched service has to bind its socket."""
+    bind_retry_limit: int = 5
+    """Bind failures before a session is paused (event 1002)."""
+    max_task_attempts: int = 3
+    """Instance losses before a task fails instead of being re-dispatched."""
+
+
+def _start_cache(layout: HomeLayout, opts: RuntimeOptions) -> object | None:
+    try:
+        from flame_agents.runtime.cache_server import CacheServer
+    except ImportError:  # the cache is optional for the Frontend to work
+        _log.warning("object cache unavailable: flame_agents.runtime.cache_server not importable")
+        return None
+    server = CacheServer(layout.cache, host=opts.host, port=opts.cache_port)
+    server.serve_in_background()
+    return server
+
+
+async def serve(opts: RuntimeOptions) -> None:
+    """Run the runtime until SIGTERM/SIGINT; the home lock must be free (else ConfigError)."""
+    layout = HomeLayout(opts.home.resolve())
+    layout.create()
+    lock = HomeLock(layout)
+    lock.acquire()
+    try:
+        await _serve_locked(layout, opts)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
+    store = Store(layout.db)
+    for name, spec in builtin_applications().items():
+        store.put_app(name, spec)
+    cache = _start_cache(layout, opts)
+    cache_endpoint: str | None = getattr(cache, "endpoint", None)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    try:
+        port = server.add_insecure_port(f"{opts.host}:{opts.port}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {opts.host}:{opts.port}: {exc}") from exc
+    if port == 0:
+        raise OSError(f"cannot listen on {opts.host}:{opts.port} (address in use?)")
+    endpoint = f"http://{opts.host}:{port}"
+    scheduler = Scheduler(
+        store,
+        SchedulerOptions(
+            node_name=node_name(),
+            socket_dir=layout.sockets,
+            work_root=layout.work,
+            log_dir=layout.logs,
+            frontend_endpoint=endpoint,
+            cache_endpoint=cache_endpoint,
+            max_instances=opts.max_instances,
+            bind_timeout=opts.bind_timeout,
+            bind_retry_limit=opts.bind_retry_limit,
+            max_task_attempts=opts.max_task_attempts,
+        ),
+    )
+    frontend_pb2_grpc.add_FrontendServicer_to_server(FrontendServicer(store, scheduler), server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        scheduler.recover()
+        write_runtime_info(
+            RuntimeInfo(
+                endpoint=endpoint,
+                cache_endpoint=cache_endpoint or "",
+                home=str(layout.home),
+                pid=os.getpid(),
+            )
+        )
+        _log.info(
+            "runtime ready", endpoint=endpoint, cache_endpoint=cache_endpoint, home=str(layout.home)
+        )
+        await stop.wait()
+        _log.info("runtime stopping")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            runtime_info_path(layout.home).unlink()
+        await scheduler.shutdown()
+        await server.stop(grace=1.0)
+        if cache is not None:
+            cache.shutdown()  # type: ignore[attr-defined]
+        store.close()
+        _log.info("runtime stopped")

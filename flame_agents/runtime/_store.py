@@ -1,0 +1,420 @@
+"""Durable store of the embedded runtime: applications, sessions, tasks and events in sqlite.
+
+One sqlite database (``<home>/flame.db``) in WAL mode. Every mutating method runs in one
+transaction and returns only after the commit, so the Frontend replies only for committed
+state. ``synchronous=NORMAL`` in WAL mode keeps commits durable across a crash of the runtime
+process (what we promise); only an OS crash may lose the last transactions.
+
+The store is used from the runtime's event-loop thread only: each statement is a sub-millisecond
+local call, and one thread avoids any locking between the scheduler and the Frontend.
+Application and session specs are kept as serialized protobuf messages, which round-trip every
+wire field exactly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from flame_agents._wire import types_pb2
+
+__all__ = [
+    "SESSION_CLOSED",
+    "SESSION_OPEN",
+    "AppRow",
+    "EventRow",
+    "SessionRow",
+    "Store",
+    "TaskRow",
+    "now_ms",
+]
+
+SESSION_OPEN = 0
+SESSION_CLOSED = 1
+PENDING, RUNNING, SUCCEED, FAILED, CANCELLED = 0, 1, 2, 3, 4
+TERMINAL = frozenset({SUCCEED, FAILED, CANCELLED})
+SESSION_EVENT_TASK_ID = 0
+"""Session events are stored under task id 0, as Flame does."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS applications (
+    name TEXT PRIMARY KEY,
+    spec BLOB NOT NULL,
+    creation_time INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    application TEXT NOT NULL,
+    spec BLOB NOT NULL,
+    state INTEGER NOT NULL,
+    creation_time INTEGER NOT NULL,
+    completion_time INTEGER,
+    next_task_id INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    session_id TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    creation_time INTEGER NOT NULL,
+    completion_time INTEGER,
+    input BLOB,
+    output BLOB,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    losses INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, id)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (session_id, state);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    task_id INTEGER NOT NULL,
+    code INTEGER NOT NULL,
+    message TEXT,
+    creation_time INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_task ON events (session_id, task_id);
+"""
+
+
+def now_ms() -> int:
+    """Current Unix time in milliseconds, the unit of every ``*_time`` field on the wire."""
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class AppRow:
+    """A registered application."""
+
+    name: str
+    spec: types_pb2.ApplicationSpec
+    creation_time: int
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A session as stored (spec holds the resolved SessionSpec, common_data included)."""
+
+    id: str
+    application: str
+    spec: types_pb2.SessionSpec
+    state: int
+    creation_time: int
+    completion_time: int | None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A task as stored; ``id`` is the per-session sequence number."""
+
+    session_id: str
+    id: int
+    state: int
+    creation_time: int
+    completion_time: int | None
+    input: bytes | None
+    output: bytes | None
+    attempts: int
+    losses: int
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """A task event (code = task state) or a session event (1001/1002)."""
+
+    code: int
+    message: str | None
+    creation_time: int
+
+
+class Store:
+    """The sqlite-backed state of one runtime home."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Checkpoint and close the database."""
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- applications -----------------------------------------------------------------------
+
+    def get_app(self, name: str) -> AppRow | None:
+        """The application ``name``, or None."""
+        row = self._db.execute(
+            "SELECT name, spec, creation_time FROM applications WHERE name = ?", (name,)
+        ).fetchone()
+        return _app(row) if row else None
+
+    def list_apps(self) -> list[AppRow]:
+        """Every registered application, by name."""
+        rows = self._db.execute(
+            "SELECT name, spec, creation_time FROM applications ORDER BY name"
+        ).fetchall()
+        return [_app(r) for r in rows]
+
+    def put_app(self, name: str, spec: types_pb2.ApplicationSpec) -> None:
+        """Insert or replace an application (keeping its creation time on replace)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO applications (name, spec, creation_time) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec",
+                (name, spec.SerializeToString(), now_ms()),
+            )
+
+    def delete_app(self, name: str) -> None:
+        """Remove an application and its closed sessions (with their tasks and events)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM applications WHERE name = ?", (name,))
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM sessions WHERE application = ? AND state = ?",
+                    (name, SESSION_CLOSED),
+                )
+            ]
+            for sid in ids:
+                _delete_session_rows(db, sid)
+
+    def open_sessions_of(self, app: str) -> int:
+        """How many open sessions application ``app`` has."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM sessions WHERE application = ? AND state = ?",
+            (app, SESSION_OPEN),
+        ).fetchone()
+        return int(row[0])
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def create_session(self, sid: str, spec: types_pb2.SessionSpec) -> SessionRow:
+        """Insert a new open session; raises ``sqlite3.IntegrityError`` if ``sid`` exists."""
+        now = now_ms()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sessions (id, application, spec, state, creation_time) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (sid, spec.application, spec.SerializeToString(), SESSION_OPEN, now),
+            )
+        return SessionRow(sid, spec.application, spec, SESSION_OPEN, now, None)
+
+    def get_session(self, sid: str) -> SessionRow | None:
+        """The session ``sid``, or None."""
+        row = self._db.execute(
+            "SELECT id, application, spec, state, creation_time, completion_time "
+            "FROM sessions WHERE id = ?",
+            (sid,),
+        ).fetchone()
+        return _session(row) if row else None
+
+    def list_sessions(self, *, state: int | None = None) -> list[SessionRow]:
+        """Every session (optionally only those in ``state``), oldest first."""
+        sql = "SELECT id, application, spec, state, creation_time, completion_time FROM sessions"
+        args: tuple[int, ...] = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            args = (state,)
+        rows = self._db.execute(sql + " ORDER BY creation_time, id", args).fetchall()
+        return [_session(r) for r in rows]
+
+    def close_session(self, sid: str) -> list[int]:
+        """Mark the session closed and cancel its pending tasks; returns the cancelled ids."""
+        now = now_ms()
+        with self._tx() as db:
+            ids = [
+                int(r[0])
+                for r in db.execute(
+                    "SELECT id FROM tasks WHERE session_id = ? AND state = ?", (sid, PENDING)
+                )
+            ]
+            db.execute(
+                "UPDATE tasks SET state = ?, completion_time = ? WHERE session_id = ? "
+                "AND state = ?",
+                (CANCELLED, now, sid, PENDING),
+            )
+            db.execute(
+                "UPDATE sessions SET state = ?, completion_time = ? WHERE id = ? AND state = ?",
+                (SESSION_CLOSED, now, sid, SESSION_OPEN),
+            )
+        return ids
+
+    def delete_session(self, sid: str) -> None:
+        """Remove a session with its tasks and events."""
+        with self._tx() as db:
+            _delete_session_rows(db, sid)
+
+    def counters(self, sid: str) -> dict[int, int]:
+        """Task counts of one session by state."""
+        rows = self._db.execute(
+            "SELECT state, COUNT(*) FROM tasks WHERE session_id = ? GROUP BY state", (sid,)
+        ).fetchall()
+        return {int(s): int(n) for s, n in rows}
+
+    def all_counters(self) -> dict[str, dict[int, int]]:
+        """Task counts by state for every session (one query for ListSession)."""
+        out: dict[str, dict[int, int]] = {}
+        for sid, state, n in self._db.execute(
+            "SELECT session_id, state, COUNT(*) FROM tasks GROUP BY session_id, state"
+        ):
+            out.setdefault(sid, {})[int(state)] = int(n)
+        return out
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def create_task(self, sid: str, data: bytes | None) -> TaskRow:
+        """Insert a pending task with the session's next sequential id and its event code 0."""
+        now = now_ms()
+        with self._tx() as db:
+            row = db.execute("SELECT next_task_id FROM sessions WHERE id = ?", (sid,)).fetchone()
+            tid = int(row[0])
+            db.execute("UPDATE sessions SET next_task_id = ? WHERE id = ?", (tid + 1, sid))
+            db.execute(
+                "INSERT INTO tasks (session_id, id, state, creation_time, input) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (sid, tid, PENDING, now, data),
+            )
+            _event(db, sid, tid, PENDING, "Task was created with state <Pending>", now)
+        return TaskRow(sid, tid, PENDING, now, None, data, None, 0, 0)
+
+    def get_task(self, sid: str, tid: int) -> TaskRow | None:
+        """Task ``tid`` of session ``sid``, or None."""
+        row = self._db.execute(
+            f"SELECT {_TASK_COLS} FROM tasks WHERE session_id = ? AND id = ?", (sid, tid)
+        ).fetchone()
+        return _task(row) if row else None
+
+    def list_tasks(self, sid: str) -> list[TaskRow]:
+        """Every task of a session, by id."""
+        rows = self._db.execute(
+            f"SELECT {_TASK_COLS} FROM tasks WHERE session_id = ? ORDER BY id", (sid,)
+        ).fetchall()
+        return [_task(r) for r in rows]
+
+    def task_ids(self, sid: str, state: int) -> list[int]:
+        """Ids of the session's tasks in ``state``, ascending."""
+        rows = self._db.execute(
+            "SELECT id FROM tasks WHERE session_id = ? AND state = ? ORDER BY id", (sid, state)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def start_task(self, sid: str, tid: int, *, executor_id: str) -> None:
+        """Pending -> Running (attempts + 1), with event code 1."""
+        now = now_ms()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tasks SET state = ?, attempts = attempts + 1 WHERE session_id = ? "
+                "AND id = ?",
+                (RUNNING, sid, tid),
+            )
+            _event(db, sid, tid, RUNNING, "Task state was updated to <Running>", now)
+
+    def finish_task(
+        self, sid: str, tid: int, *, state: int, output: bytes | None, message: str
+    ) -> None:
+        """Running -> a terminal state, storing the output and an event (code = state)."""
+        now = now_ms()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tasks SET state = ?, output = ?, completion_time = ? "
+                "WHERE session_id = ? AND id = ?",
+                (state, output, now, sid, tid),
+            )
+            _event(db, sid, tid, state, message, now)
+
+    def requeue_task(self, sid: str, tid: int, *, message: str, lost: bool) -> None:
+        """Running -> Pending (the instance was lost, or the runtime restarted), with event 0."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tasks SET state = ?, losses = losses + ? WHERE session_id = ? AND id = ?",
+                (PENDING, 1 if lost else 0, sid, tid),
+            )
+            _event(db, sid, tid, PENDING, message, now_ms())
+
+    def running_tasks(self) -> list[tuple[str, int]]:
+        """(session, task) of every Running task, for recovery at start-up."""
+        rows = self._db.execute(
+            "SELECT session_id, id FROM tasks WHERE state = ? ORDER BY session_id, id", (RUNNING,)
+        ).fetchall()
+        return [(str(s), int(t)) for s, t in rows]
+
+    # -- events -----------------------------------------------------------------------------
+
+    def add_session_event(self, sid: str, code: int, message: str) -> None:
+        """Record a session event (1001 bind failed, 1002 retry limit reached)."""
+        with self._tx() as db:
+            _event(db, sid, SESSION_EVENT_TASK_ID, code, message, now_ms())
+
+    def events(self, sid: str, tid: int = SESSION_EVENT_TASK_ID) -> list[EventRow]:
+        """Events of a task (or, with tid 0, of the session), oldest first."""
+        rows = self._db.execute(
+            "SELECT code, message, creation_time FROM events WHERE session_id = ? "
+            "AND task_id = ? ORDER BY seq",
+            (sid, tid),
+        ).fetchall()
+        return [EventRow(int(c), m, int(t)) for c, m, t in rows]
+
+
+_TASK_COLS = (
+    "session_id, id, state, creation_time, completion_time, input, output, attempts, losses"
+)
+
+
+def _event(
+    db: sqlite3.Connection, sid: str, tid: int, code: int, message: str | None, when: int
+) -> None:
+    db.execute(
+        "INSERT INTO events (session_id, task_id, code, message, creation_time) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (sid, tid, code, message, when),
+    )
+
+
+def _delete_session_rows(db: sqlite3.Connection, sid: str) -> None:
+    db.execute("DELETE FROM events WHERE session_id = ?", (sid,))
+    db.execute("DELETE FROM tasks WHERE session_id = ?", (sid,))
+    db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+
+
+def _app(row: tuple[str, bytes, int]) -> AppRow:
+    spec = types_pb2.ApplicationSpec()
+    spec.ParseFromString(row[1])
+    return AppRow(row[0], spec, int(row[2]))
+
+
+def _session(row: tuple[str, str, bytes, int, int, int | None]) -> SessionRow:
+    spec = types_pb2.SessionSpec()
+    spec.ParseFromString(row[2])
+    return SessionRow(row[0], row[1], spec, int(row[3]), int(row[4]), row[5])
+
+
+_TaskTuple = tuple[str, int, int, int, "int | None", "bytes | None", "bytes | None", int, int]
+
+
+def _task(row: _TaskTuple) -> TaskRow:
+    return TaskRow(
+        session_id=row[0],
+        id=int(row[1]),
+        state=int(row[2]),
+        creation_time=int(row[3]),
+        completion_time=row[4],
+        input=row[5],
+        output=row[6],
+        attempts=int(row[7]),
+        losses=int(row[8]),
+    )
