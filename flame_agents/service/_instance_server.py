@@ -93,6 +93,10 @@ class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
         # could; the handler (and user entrypoints) are written for one call at a time.
         self._lock = threading.Lock()
 
+    def busy(self) -> bool:
+        """True while a handler call holds the lock."""
+        return self._lock.locked()
+
     def OnSessionEnter(self, request: Any, context: grpc.ServicerContext) -> Any:
         common_data = request.common_data if request.HasField("common_data") else None
         log = _log.bind(session_id=request.session_id, app=request.application.name)
@@ -184,6 +188,7 @@ class InstanceServer:
         self._handler = handler
         self._path = Path(socket_path)
         self._server: grpc.Server | None = None
+        self._servicer: _Servicer | None = None
         self._stopped = threading.Event()
 
     @property
@@ -206,7 +211,8 @@ class InstanceServer:
                 ("grpc.max_send_message_length", -1),
             ],
         )
-        shim_pb2_grpc.add_InstanceServicer_to_server(_Servicer(self._handler), server)
+        self._servicer = _Servicer(self._handler)
+        shim_pb2_grpc.add_InstanceServicer_to_server(self._servicer, server)
         # The socket must never be reachable by other users, even briefly: create it under
         # a restrictive umask rather than chmod-ing it after bind.
         old_umask = os.umask(0o177)
@@ -235,6 +241,10 @@ class InstanceServer:
             if stat.S_ISSOCK(self._path.lstat().st_mode):
                 self._path.unlink()
         self._stopped.set()
+
+    def busy(self) -> bool:
+        """True while a handler call is running (it may outlive :meth:`stop`'s grace period)."""
+        return self._servicer is not None and self._servicer.busy()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until :meth:`stop` has run; ``False`` if ``timeout`` passed first."""
@@ -278,3 +288,9 @@ def serve(handler: InstanceHandler, *, socket_path: str | os.PathLike[str] | Non
         server.stop(grace=2.0)
         for sig, handler_ in previous.items():
             signal.signal(sig, handler_)
+    if server.busy():
+        # A handler call is still running after the grace period. Its reply can no longer be
+        # delivered, and the interpreter would wait for the worker thread at exit, so a
+        # SIGTERM-ed instance could hang on a long task: leave now.
+        _log.warning("exiting with a task still running")
+        os._exit(0)

@@ -215,6 +215,10 @@ SERVE_SCRIPT = textwrap.dedent(
         def on_session_enter(self, session_id, application_name, common_data):
             pass
         def on_task_invoke(self, task_id, session_id, input):
+            if input == b"hang":
+                import os, time
+                open(os.environ["FLAME_INSTANCE_ENDPOINT"] + ".busy", "w").close()
+                time.sleep(600)
             return input
         def on_session_leave(self):
             pass
@@ -225,8 +229,10 @@ SERVE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_serve_exits_cleanly_on_sigterm(sock_dir: Path) -> None:
-    """serve() answers on FLAME_INSTANCE_ENDPOINT, then exits 0 on SIGTERM and removes it."""
+@pytest.mark.parametrize("task_running", [False, True], ids=["idle", "busy"])
+def test_serve_exits_cleanly_on_sigterm(sock_dir: Path, task_running: bool) -> None:
+    """serve() answers on FLAME_INSTANCE_ENDPOINT, then exits 0 on SIGTERM and removes it,
+    even while a task is still running."""
     path = sock_dir / "p.sock"
     env = {**os.environ, "FLAME_INSTANCE_ENDPOINT": str(path)}
     proc = subprocess.Popen(
@@ -248,12 +254,18 @@ def test_serve_exits_cleanly_on_sigterm(sock_dir: Path) -> None:
             stub = shim_pb2_grpc.InstanceStub(channel)
             res = stub.OnTaskInvoke(shim_pb2.TaskContext(task_id="1", input=b"ping"), timeout=10)
             assert res.output == b"ping"
+            if task_running:
+                stub.OnTaskInvoke.future(shim_pb2.TaskContext(task_id="2", input=b"hang"))
+                marker = Path(f"{path}.busy")
+                while not marker.exists():
+                    assert time.monotonic() < deadline, "the task never started"
+                    time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
         finally:
             channel.close()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
-        assert "clean exit" in out
+        assert task_running or "clean exit" in out
         assert not path.exists()
     finally:
         if proc.poll() is None:
