@@ -1,0 +1,151 @@
+"""Arrow Flight calls of the cache client: pooled clients per location and the wire forms of
+put, get and delete (flame-wire §4.2, §8.6).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import bson
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from flame_agents.cache._codec import is_native, native_version
+from flame_agents.cache._errors import map_flight_error
+from flame_agents.cache._ref import ObjectRef
+from flame_agents.errors import CacheError
+
+__all__ = ["Reply", "delete", "get", "put", "reset_clients"]
+
+# Objects can be large: never let gRPC's default 4 MiB message limit cut them off.
+_GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+_pool: dict[str, flight.FlightClient] = {}
+_pool_lock = threading.Lock()
+
+
+def _location(endpoint: str) -> str:
+    # flamepy's rewrite: pyarrow spells TLS gRPC "grpc+tls".
+    if endpoint.startswith("grpcs://"):
+        return "grpc+tls://" + endpoint[len("grpcs://") :]
+    return endpoint
+
+
+def _client(endpoint: str) -> flight.FlightClient:
+    location = _location(endpoint)
+    with _pool_lock:
+        client = _pool.get(location)
+        if client is None:
+            kwargs: dict[str, object] = {"generic_options": _GRPC_OPTIONS}
+            ca_file = os.environ.get("FLAME_CA_FILE")
+            if location.startswith("grpc+tls://") and ca_file:
+                with open(ca_file, "rb") as handle:
+                    kwargs["tls_root_certs"] = handle.read()
+            client = flight.FlightClient(location, **kwargs)
+            _pool[location] = client
+        return client
+
+
+def reset_clients() -> None:
+    """Close and forget every pooled Flight client."""
+    with _pool_lock:
+        clients = list(_pool.values())
+        _pool.clear()
+    for client in clients:
+        client.close()
+
+
+@contextmanager
+def _call(endpoint: str, op: str, key: str) -> Iterator[flight.FlightClient]:
+    try:
+        yield _client(endpoint)
+    except (flight.FlightUnavailableError, flight.FlightTimedOutError) as exc:
+        # The channel may be stale (server restarted): dial afresh next time.
+        with _pool_lock:
+            _pool.pop(_location(endpoint), None)
+        raise map_flight_error(exc, op=op, key=key, endpoint=endpoint) from exc
+    except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
+        raise map_flight_error(exc, op=op, key=key, endpoint=endpoint) from exc
+
+
+def put(
+    endpoint: str,
+    descriptor: flight.FlightDescriptor,
+    schema: pa.Schema,
+    batches: list[pa.RecordBatch],
+    *,
+    op: str,
+    key: str,
+) -> ObjectRef:
+    """do_put ``batches`` and return the ObjectRef from the one BSON PutResult."""
+    with _call(endpoint, op, key) as client:
+        writer, reader = client.do_put(descriptor, schema)
+        try:
+            for batch in batches:
+                writer.write_batch(batch)
+            writer.done_writing()
+            metadata = reader.read()
+        finally:
+            writer.close()
+    if metadata is None:
+        raise CacheError(f"{op}: the cache server sent no PutResult", key=key, endpoint=endpoint)
+    doc = bson.decode(bytes(metadata))
+    return ObjectRef(str(doc["endpoint"]), str(doc["key"]), int(doc["version"]))
+
+
+@dataclass
+class Reply:
+    """A decoded do_get answer (payloads still encoded)."""
+
+    mode: Literal["not_modified", "full", "patches", "native"]
+    version: int
+    base: bytes | None = None
+    base_version: int = 0
+    patches: list[tuple[int, bytes]] = field(default_factory=list)
+    table: pa.Table | None = None
+
+
+def get(endpoint: str, key: str, since: int) -> Reply:
+    """do_get ticket ``<key>:<since>`` and classify the answer."""
+    with _call(endpoint, "get_object", key) as client:
+        table = client.do_get(flight.Ticket(f"{key}:{since}".encode())).read_all()
+    if is_native(table.schema):
+        return Reply("native", native_version(table.schema), table=table)
+    if table.num_rows == 0:
+        return Reply("not_modified", since)
+    return _rows_reply(table, key)
+
+
+def _rows_reply(table: pa.Table, key: str) -> Reply:
+    versions = [int(v) for v in table.column(0).to_pylist()]
+    if "kind" not in table.column_names:
+        # Legacy two-column answer: the first batch is the base, later batches are patches.
+        rows = [(int(b.column(0)[0].as_py()), b.column(1)[0].as_py()) for b in table.to_batches()]
+        base_version, base = rows[0]
+        return Reply("full", max(v for v, _ in rows), base, base_version, rows[1:])
+    kinds = table.column("kind").to_pylist()
+    data = table.column("data").to_pylist()
+    patches = [(v, d) for v, k, d in zip(versions, kinds, data, strict=True) if k == "patch"]
+    patch_versions = [v for v, _ in patches]
+    if patch_versions != sorted(set(patch_versions)):
+        raise CacheError(f"get_object: patches of {key} arrive out of order", key=key)
+    if kinds[0] == "base":
+        if kinds.count("base") != 1:
+            raise CacheError(f"get_object: reply for {key} has several base rows", key=key)
+        return Reply("full", max(versions), data[0], versions[0], patches)
+    if "base" in kinds:
+        raise CacheError(f"get_object: reply for {key} does not start with its base", key=key)
+    return Reply("patches", max(versions), patches=patches)
+
+
+def delete(endpoint: str, pattern: str) -> None:
+    """DELETE action for a key, ``<app>/<session>`` or ``<app>/*``."""
+    with _call(endpoint, "delete_objects", pattern) as client:
+        results = list(client.do_action(flight.Action("DELETE", pattern.encode())))
+    if not results:
+        raise CacheError(f"delete_objects: no result for {pattern}", key=pattern)
