@@ -1,0 +1,1 @@
+"""Service processes the benchmarks register on the runtime (run as ``python -m <module>``)."""
