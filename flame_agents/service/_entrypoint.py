@@ -107,15 +107,17 @@ class EventLoopThread:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(
-                    target=loop.run_forever, name="flame-entrypoint-loop", daemon=True
-                ).start()
+                self._thread = threading.Thread(
+                    target=_run_loop, args=(loop,), name="flame-entrypoint-loop", daemon=True
+                )
+                self._thread.start()
                 self._loop = loop
             return self._loop
 
@@ -127,12 +129,24 @@ class EventLoopThread:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
         return future.result()
 
-    def close(self) -> None:
-        """Stop the loop and its thread (idempotent)."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop and close the loop, waiting up to ``timeout`` s for its thread (idempotent)."""
         with self._lock:
             loop, self._loop = self._loop, None
-        if loop is not None:
+            thread, self._thread = self._thread, None
+        if loop is not None and thread is not None:
             loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        # Give async generators a chance to finalize, then release the loop's sockets.
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
