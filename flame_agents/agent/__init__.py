@@ -9,5 +9,6 @@ from flame_agents.agent._agent import Agent
 from flame_agents.agent._context import ContextModel, Migration
 from flame_agents.agent._history import History
 from flame_agents.agent._retry import RetryPolicy
+from flame_agents.agent._session import AgentSession
 
-__all__ = ["Agent", "ContextModel", "History", "Migration", "RetryPolicy"]
+__all__ = ["Agent", "AgentSession", "ContextModel", "History", "Migration", "RetryPolicy"]

@@ -26,12 +26,21 @@ def _is_model(tp: Any) -> bool:
 
 
 def _context_param(cls: type) -> Any:
-    """The ``C`` in ``class X(Agent[C])`` (searched through the MRO), or None."""
-    for klass in cls.__mro__:
-        for base in getattr(klass, "__orig_bases__", ()):
-            if typing.get_origin(base) is Agent:
-                args = typing.get_args(base)
-                return args[0] if args else None
+    """The ``C`` of ``Agent[C]`` for ``cls``, resolving type variables of generic bases."""
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = typing.get_origin(base)
+        args = typing.get_args(base)
+        if origin is Agent:
+            return args[0] if args else None
+        if isinstance(origin, type) and issubclass(origin, Agent):
+            found = _context_param(origin)
+            params = getattr(origin, "__parameters__", ())
+            if isinstance(found, TypeVar) and found in params:
+                return args[params.index(found)]
+            return found
+    for base in cls.__bases__:
+        if issubclass(base, Agent) and base is not Agent:
+            return _context_param(base)
     return None
 
 
@@ -102,9 +111,9 @@ class Agent(Generic[C]):
                 f"{where}.handle: annotate the return type with a pydantic BaseModel reply "
                 f"type, got {reply!r}"
             )
-        cls.context_type = ctx_type
-        cls.request_type = req_type
-        cls.reply_type = reply
+        cls.context_type = typing.cast(type[ContextModel], ctx_type)
+        cls.request_type = typing.cast(type[BaseModel], req_type)
+        cls.reply_type = typing.cast(type[BaseModel], reply)
         cls.is_async = inspect.iscoroutinefunction(handle)
 
     def handle(self, req: Any, ctx: C) -> Any:

@@ -64,12 +64,13 @@ class ContextModel(BaseModel):
     def migration(cls, *, from_version: int) -> Callable[[Migration], Migration]:
         """Register ``fn`` upgrading stored state from ``from_version`` to ``from_version + 1``."""
 
+        if not 1 <= from_version < cls.schema_version:
+            raise ValueError(
+                f"{cls.__name__}: a migration from version {from_version} must satisfy "
+                f"1 <= from_version < schema_version ({cls.schema_version})"
+            )
+
         def register(fn: Migration) -> Migration:
-            if not 1 <= from_version < cls.schema_version:
-                raise ValueError(
-                    f"{cls.__name__}: a migration from version {from_version} must satisfy "
-                    f"1 <= from_version < schema_version ({cls.schema_version})"
-                )
             cls._migrations[from_version] = fn
             return fn
 

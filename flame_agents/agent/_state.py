@@ -32,8 +32,8 @@ from flame_agents.agent._journal import (
     new_journal,
     seal,
 )
-from flame_agents.agent._store import StateStore
-from flame_agents.errors import CommitConflictError, ContextValidationError
+from flame_agents.agent._store import Fetched, StateStore
+from flame_agents.errors import CacheError, CommitConflictError, ContextValidationError
 
 __all__ = ["DEFAULT_COMPACT_EVERY", "StateHandle", "initial_base"]
 
@@ -98,8 +98,11 @@ class StateHandle(Generic[C]):
 
     def load(self) -> None:
         """Read the whole object (base and patches) and materialize it."""
-        fetched = self.store.fetch(self.key)
-        assert fetched.base is not None
+        self._load_from(self.store.fetch(self.key))
+
+    def _load_from(self, fetched: Fetched) -> None:
+        if fetched.base is None:
+            raise CacheError(f"state object {self.key} came back without a base", key=self.key)
         journal = decode_base(fetched.base, version=fetched.base_version)
         for version, data in fetched.patches:
             journal.apply(decode_patch(data, version=version), version)
@@ -112,7 +115,7 @@ class StateHandle(Generic[C]):
             return
         fetched = self.store.fetch(self.key, since_version=self._journal.version)
         if fetched.base is not None:
-            self.load()
+            self._load_from(fetched)  # compacted (or too far behind): start from the new base
             return
         if not fetched.patches:
             return

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from flame_agents.cache import ObjectRef, fetch_raw, patch_raw, put_raw, update_raw
 from flame_agents.errors import CommitConflictError, ObjectNotFoundError
 
 __all__ = ["CacheStore", "Fetched", "MemoryStore", "StateStore"]
@@ -149,16 +150,12 @@ class CacheStore:
     def __init__(self, endpoint: str | None = None) -> None:
         self.endpoint = endpoint
 
-    def _ref(self, key: str, version: int = 0) -> Any:
-        from flame_agents.cache import ObjectRef
-
+    def _ref(self, key: str, version: int = 0) -> ObjectRef:
         if self.endpoint is None:
             raise ValueError("CacheStore needs an endpoint for this operation")
         return ObjectRef(self.endpoint, key, version)
 
     def create(self, prefix: str, data: bytes) -> str:
-        from flame_agents.cache import put_raw
-
         ref = put_raw(prefix, data, endpoint=self.endpoint)
         # Every later call must go to the endpoint the cache advertises, as flamepy does.
         self.endpoint = ref.endpoint
@@ -166,28 +163,20 @@ class CacheStore:
         return key
 
     def fetch(self, key: str, *, since_version: int = 0) -> Fetched:
-        from flame_agents.cache import fetch_raw
-
         raw = fetch_raw(self._ref(key), since_version=since_version)
         return Fetched(raw.version, raw.base, raw.base_version, list(raw.patches))
 
     def append(self, key: str, data: bytes, *, expected_version: int) -> int:
-        from flame_agents.cache import patch_raw
-
         ref = patch_raw(self._ref(key, expected_version), data, expected_version=expected_version)
         version: int = ref.version
         return version
 
     def replace(self, key: str, data: bytes, *, expected_version: int) -> int:
-        from flame_agents.cache import update_raw
-
         ref = update_raw(self._ref(key, expected_version), data, expected_version=expected_version)
         version: int = ref.version
         return version
 
     def write(self, key: str, data: bytes) -> None:
-        from flame_agents.cache import put_raw
-
         put_raw(key, data, endpoint=self.endpoint)
 
     def read(self, key: str) -> bytes:

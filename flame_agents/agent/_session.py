@@ -1,0 +1,219 @@
+"""``AgentSession``: open, invoke and read an agent session from any process.
+
+Creating a session stores its initial state object at ``<app>/<session id>`` and creates the
+Flame session with ``common_data`` = the BSON ``ObjectRef`` of that object (as flamepy's
+``Session(ctx=...)`` does), served by one instance at a time by default. Every ``invoke``
+carries an idempotency key that its retries reuse, so a retried invocation is applied once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+import string
+import uuid
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from flame_agents import cache, core
+from flame_agents._logging import get_logger
+from flame_agents.agent._agent import Agent
+from flame_agents.agent._context import ContextModel
+from flame_agents.agent._envelope import ReplyEnvelope, encode_request, error_from_message
+from flame_agents.agent._retry import RetryPolicy
+from flame_agents.agent._state import StateHandle, initial_base
+from flame_agents.agent._store import CacheStore
+from flame_agents.errors import (
+    FlameAgentsError,
+    InvalidArgumentError,
+    TaskFailedError,
+)
+
+__all__ = ["AgentSession"]
+
+C = TypeVar("C", bound=ContextModel)
+_ALNUM = string.ascii_letters + string.digits
+_log = get_logger(__name__)
+
+
+def _session_id(app: str) -> str:
+    return f"{app}-{''.join(secrets.choice(_ALNUM) for _ in range(6))}"
+
+
+def _import_type(name: str) -> type[BaseModel] | None:
+    module, _, qualname = name.partition(":")
+    if module == "__main__" or not qualname:
+        return None
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return obj if isinstance(obj, type) and issubclass(obj, BaseModel) else None
+
+
+class AgentSession(Generic[C]):
+    """A client handle on one agent session.
+
+    Create a new session of application ``app`` starting from ``ctx``::
+
+        with AgentSession("chat-agent", ctx=ChatContext(system_prompt="be brief")) as s:
+            answer = s.invoke(Ask(text="hi"))
+
+    or reopen an existing one by id from any process::
+
+        s = AgentSession(session_id=sid, context_type=ChatContext)
+
+    Args:
+        app: Registered application serving the agent (required to create).
+        ctx: Initial context (validated); creating without it uses ``context_type()``.
+        context_type: The context model (defaults to ``type(ctx)`` or ``agent.context_type``).
+        session_id: Reopen this session, or create it with this id.
+        agent: The agent class, when importable: gives the context and reply types.
+        reply_type: The reply model (else taken from ``agent`` or imported by name).
+        retry: Client retry policy for retryable failures (same idempotency key).
+        max_instances: Instances serving the session at once; 1 keeps one writer.
+        timeout: Per-attempt deadline in seconds for ``invoke`` (None = wait).
+    """
+
+    def __init__(
+        self,
+        app: str | None = None,
+        *,
+        ctx: C | None = None,
+        context_type: type[C] | None = None,
+        session_id: str | None = None,
+        agent: type[Agent[C]] | None = None,
+        reply_type: type[BaseModel] | None = None,
+        retry: RetryPolicy | None = None,
+        max_instances: int | None = 1,
+        timeout: float | None = None,
+    ) -> None:
+        if context_type is None:
+            if ctx is not None:
+                context_type = type(ctx)
+            elif agent is not None:
+                context_type = agent.context_type  # type: ignore[assignment]
+        self.context_type = context_type
+        self.reply_type = reply_type or (agent.reply_type if agent is not None else None)
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        if ctx is None and session_id is not None:
+            self._session = core.open_session(session_id)
+        else:
+            self._session = self._create(app, ctx, session_id, max_instances)
+        data = self._session.common_data()
+        if not data:
+            raise InvalidArgumentError(
+                f"session {self._session.id} has no agent state (common_data is empty); it was "
+                "not created by AgentSession",
+                session_id=self._session.id,
+            )
+        self.ref = cache.ObjectRef.decode(data)
+        self.app = self._session.info().application
+        self._log = _log.bind(session_id=self._session.id, app=self.app)
+        self._state: StateHandle[C] | None = None
+
+    def _create(
+        self, app: str | None, ctx: C | None, session_id: str | None, max_instances: int | None
+    ) -> core.Session:
+        if not app:
+            raise InvalidArgumentError("AgentSession needs `app` to create a session")
+        if ctx is None:
+            if self.context_type is None:
+                raise InvalidArgumentError("AgentSession needs `ctx` or `context_type` to create")
+            ctx = self.context_type()
+        sid = session_id or _session_id(app)
+        ref = cache.put_raw(f"{app}/{sid}", initial_base(ctx))
+        try:
+            return core.create_session(
+                app, common_data=ref.encode(), session_id=sid, max_instances=max_instances
+            )
+        except FlameAgentsError:
+            # No session will ever reference the object: do not leave it behind.
+            try:
+                cache.delete_objects(ref.key, endpoint=ref.endpoint)
+            except FlameAgentsError as exc:
+                _log.warning("could not delete orphan state", key=ref.key, error=str(exc))
+            raise
+
+    def id(self) -> str:
+        """The session id (reopen it with ``AgentSession(session_id=...)``)."""
+        return str(self._session.id)
+
+    def invoke(
+        self,
+        req: BaseModel,
+        *,
+        idempotency_key: str | None = None,
+        reply_type: type[BaseModel] | None = None,
+    ) -> Any:
+        """Invoke the agent; returns its reply, validated as the reply type.
+
+        ``idempotency_key`` defaults to a fresh key per call; retries of this call reuse it.
+        Passing the key of an earlier invocation returns that invocation's recorded reply
+        without running the handler again.
+
+        Raises:
+            TaskFailedError: the handler raised (message ``"<ExceptionClass>: <text>"``).
+            ContextValidationError: the handler left the context invalid (state unchanged).
+            CommitConflictError: another writer moved the state (state unchanged).
+            RetryableError subclasses: the retry budget ran out.
+        """
+        key = idempotency_key or uuid.uuid4().hex
+        data = encode_request(key, req.model_dump(mode="json"))
+        log = self._log.bind(key=key)
+
+        def attempt() -> bytes | None:
+            try:
+                return self._session.invoke(data, timeout=self.timeout)
+            except TaskFailedError as exc:
+                raise error_from_message(exc.message, **exc.fields) from exc
+
+        def on_retry(exc: BaseException, attempt_number: int) -> None:
+            log.warning("retrying invocation", attempt=attempt_number, error=str(exc))
+
+        envelope = ReplyEnvelope.decode(self.retry.call(attempt, on_retry=on_retry))
+        log.debug("invoked", version=envelope.version, replayed=envelope.replayed)
+        model = reply_type or self.reply_type or _import_type(envelope.type)
+        if model is None:
+            raise InvalidArgumentError(
+                f"cannot import the reply type {envelope.type}; pass reply_type= or agent= "
+                "to AgentSession",
+            )
+        try:
+            return model.model_validate(envelope.reply)
+        except ValidationError as exc:
+            raise TaskFailedError(
+                f"the reply does not validate as {model.__name__}: {exc}"
+            ) from exc
+
+    def state(self) -> StateHandle[C]:
+        """The session's state object, refreshed (version, summary, lookups)."""
+        if self.context_type is None:
+            raise InvalidArgumentError("pass context_type= to AgentSession to read its context")
+        if self._state is None:
+            self._state = StateHandle(
+                CacheStore(self.ref.endpoint), self.ref.key, self.context_type
+            )
+        self._state.refresh()
+        return self._state
+
+    def context(self) -> C:
+        """The current context: materialized, migrated if needed, validated (a private copy)."""
+        return self.state().working_copy()
+
+    def close(self) -> None:
+        """Close the session (its state stays readable in the object cache)."""
+        self._session.close()
+
+    def __enter__(self) -> AgentSession[C]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AgentSession(id={self.id()!r}, app={self.app!r})"
