@@ -53,11 +53,18 @@ _ONE_MS = timedelta(milliseconds=1)
 
 
 def ms_to_datetime(ms: int) -> datetime | None:
-    """Wire milliseconds to a UTC datetime; 0 (the proto default) means unset."""
+    """Wire milliseconds to a UTC datetime; 0 (the proto default) means unset.
+
+    A value outside datetime's range (years 1..9999) from a foreign server is also treated as
+    unset: a bad timestamp must not make a whole reply unreadable.
+    """
     if not ms:
         return None
-    # Integer timedelta arithmetic: exact, unlike datetime.fromtimestamp(ms / 1000).
-    return _EPOCH + ms * _ONE_MS
+    try:
+        # Integer timedelta arithmetic: exact, unlike datetime.fromtimestamp(ms / 1000).
+        return _EPOCH + ms * _ONE_MS
+    except OverflowError:
+        return None
 
 
 def datetime_to_ms(value: datetime | None) -> int:
