@@ -1,8 +1,34 @@
 """flame-agents: stateful agent and crawler services on the Flame session model."""
 
+from typing import TYPE_CHECKING, Any
+
 from flame_agents.errors import *  # noqa: F403  (the curated API is pinned in tests/test_public_api.py)
 from flame_agents.errors import __all__ as _errors_all
 
+if TYPE_CHECKING:
+    from flame_agents.agent import Agent, AgentSession, ContextModel, History, RetryPolicy
+
+# The agent layer pulls in the core and cache clients (grpc, pyarrow); load it on first use so
+# `import flame_agents` stays cheap for the runtime and for processes that only need errors.
+_AGENT_NAMES = frozenset({"Agent", "AgentSession", "ContextModel", "History", "RetryPolicy"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _AGENT_NAMES:
+        from flame_agents import agent
+
+        return getattr(agent, name)
+    raise AttributeError(f"module 'flame_agents' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
-__all__ = [*_errors_all, "__version__"]
+__all__ = [
+    *_errors_all,
+    "Agent",
+    "AgentSession",
+    "ContextModel",
+    "History",
+    "RetryPolicy",
+    "__version__",
+]
