@@ -6,6 +6,14 @@ configured; ``connect()`` gives an explicit :class:`Connection` with the same me
 object cache API of :mod:`flame_agents.cache` is re-exported for flamepy-style imports.
 """
 
+from flame_agents.cache import (
+    ObjectRef,
+    delete_objects,
+    get_object,
+    patch_object,
+    put_object,
+    update_object,
+)
 from flame_agents.core._api import (
     close_session,
     create_session,
@@ -43,6 +51,7 @@ __all__ = [
     "ApplicationState",
     "Connection",
     "Event",
+    "ObjectRef",
     "ResourceRequirement",
     "Session",
     "SessionInfo",
@@ -54,36 +63,18 @@ __all__ = [
     "connect",
     "create_session",
     "default_connection",
+    "delete_objects",
     "get_application",
+    "get_object",
     "get_session",
     "list_applications",
     "list_sessions",
     "open_session",
+    "patch_object",
+    "put_object",
     "register_application",
     "reset_default_connection",
     "unregister_application",
     "update_application",
+    "update_object",
 ]
-
-# The cache client is written in parallel; until flame_agents.cache exports its API this
-# re-export is skipped so the core client imports on its own. Replace with a plain import then.
-try:
-    from flame_agents.cache import (  # type: ignore[attr-defined,unused-ignore]
-        ObjectRef,
-        delete_objects,
-        get_object,
-        patch_object,
-        put_object,
-        update_object,
-    )
-except ImportError:  # pragma: no cover - transitional
-    pass
-else:
-    __all__ += [
-        "ObjectRef",
-        "delete_objects",
-        "get_object",
-        "patch_object",
-        "put_object",
-        "update_object",
-    ]

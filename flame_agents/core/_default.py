@@ -7,12 +7,10 @@ must not cross ``fork()``.
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
-from typing import Any
 
-from flame_agents.config import resolve_endpoints
+from flame_agents import embedded
 from flame_agents.core._connection import Connection
 
 __all__ = ["connect", "default_connection", "reset_default_connection"]
@@ -28,14 +26,7 @@ def connect(endpoint: str | None = None, *, cache_endpoint: str | None = None) -
     An explicit endpoint never starts the embedded runtime; without one, the endpoint comes from
     ``FLAME_ENDPOINT`` / ``~/.flame/flame.yaml``, or an embedded runtime is started or reused.
     """
-    if endpoint is not None:
-        endpoints = resolve_endpoints(endpoint, cache_endpoint=cache_endpoint)
-        assert endpoints is not None  # an explicit endpoint always resolves
-    else:
-        # Imported here: embedded may start a runtime process, which plain imports must not do.
-        # (importlib until flame_agents.embedded lands; then a plain local import.)
-        embedded: Any = importlib.import_module("flame_agents.embedded")
-        endpoints = embedded.current_endpoints(cache_endpoint=cache_endpoint)
+    endpoints = embedded.current_endpoints(endpoint, cache_endpoint=cache_endpoint)
     return Connection.from_endpoints(endpoints)
 
 
