@@ -43,9 +43,7 @@ def default_endpoint(endpoint: str | None) -> str:
             )
         return endpoint
     # Imported here: the embedded module may start a runtime, which only a call should do.
-    from flame_agents.embedded import (  # type: ignore[import-not-found,unused-ignore]
-        current_endpoints,
-    )
+    from flame_agents.embedded import current_endpoints
 
     return str(current_endpoints().cache_endpoint)
 

@@ -9,7 +9,6 @@ the resulting version), which detects but cannot always prevent a concurrent wri
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import pyarrow.flight as flight
@@ -43,8 +42,6 @@ _OWN_REJECTIONS = (
     "a conditional put",
     "the expected version",
 )
-_unconditional_endpoints: set[str] = set()
-_unconditional_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -127,15 +124,14 @@ def patch_raw(ref: ObjectRef, data: bytes, *, expected_version: int | None = Non
 
 
 def _conditional(ref: ObjectRef, command: bytes, data: bytes, expected: int, op: str) -> ObjectRef:
-    if ref.endpoint not in _unconditional_endpoints:
+    if ref.endpoint not in _transport.unconditional_endpoints:
         try:
             return _send(ref, flight.FlightDescriptor.for_command(command), data, op)
         except (InvalidArgumentError, CacheError) as exc:
             if isinstance(exc, CommitConflictError) or _is_own_rejection(exc):
                 raise
             _log.warning("cache_conditional_unsupported", endpoint=ref.endpoint, error=str(exc))
-            with _unconditional_lock:
-                _unconditional_endpoints.add(ref.endpoint)
+            _transport.unconditional_endpoints.add(ref.endpoint)
     return _check_then_write(ref, data, expected, op, patch=command.startswith(b"PATCHIF:"))
 
 

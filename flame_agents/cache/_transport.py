@@ -28,6 +28,9 @@ _GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_messag
 _pool: dict[str, flight.FlightClient] = {}
 _pool_lock = threading.Lock()
 
+unconditional_endpoints: set[str] = set()
+"""Endpoints found to lack PATCHIF/PUTIF (a Flame server): conditional commits fall back."""
+
 
 def _location(endpoint: str) -> str:
     # flamepy's rewrite: pyarrow spells TLS gRPC "grpc+tls".
@@ -56,6 +59,7 @@ def reset_clients() -> None:
     with _pool_lock:
         clients = list(_pool.values())
         _pool.clear()
+        unconditional_endpoints.clear()
     for client in clients:
         client.close()
 
