@@ -115,11 +115,15 @@ class AgentHandler:
         except Exception as exc:  # leaving must not fail (Flame retries a failed leave forever)
             self._log.warning("on_session_end failed", error=str(exc))
         finally:
-            self._state = None
-            self._agent = None
-            if self._loop is not None:
-                self._loop.close()
-                self._loop = None
+            self.close()
+
+    def close(self) -> None:
+        """Drop the session binding and the event loop without running hooks."""
+        self._state = None
+        self._agent = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
 
     # -- one invocation ---------------------------------------------------------------------
 

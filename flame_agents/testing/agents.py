@@ -87,7 +87,9 @@ class AgentHarness(Generic[C]):
 
     def crash(self) -> None:
         """Drop the instance without leaving (like kill -9); the next invoke starts a new one."""
-        self._handler = None
+        if self._handler is not None:
+            self._handler.close()
+            self._handler = None
 
     def leave(self) -> None:
         """Leave the session gracefully (runs ``on_session_end``)."""

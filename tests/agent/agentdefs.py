@@ -38,6 +38,7 @@ class ChatAgent(Agent[ChatContext]):
             raise ValueError("the handler exploded")
         if req.text == "invalidate":
             ctx.turns = "not a number"  # type: ignore[assignment]
+            return Answer(text="", turns=0)
         return Answer(text=req.text.upper(), turns=ctx.turns)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import agentdefs  # noqa: E402
+import agentdefs
 
 if __name__ == "__main__":
     getattr(agentdefs, sys.argv[1]).run()
