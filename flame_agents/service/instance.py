@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import cloudpickle
+import structlog
 
-from flame_agents._logging import get_logger
+from flame_agents._logging import configure, get_logger
 from flame_agents.errors import InvalidArgumentError
 from flame_agents.service._entrypoint import Entrypoint, EventLoopThread, check_entrypoint
 from flame_agents.service._instance_server import instance_endpoint, serve
@@ -117,13 +118,17 @@ class FlameInstance:
         Launched by Flame (``FLAME_INSTANCE_ENDPOINT`` set): serves the ``flame.v1.Instance``
         shim on that Unix socket. Otherwise debug mode: serves ``POST /<entrypoint>`` on
         127.0.0.1 (port ``debug_port``, ``$FLAME_AGENTS_DEBUG_PORT`` or 5050) and prints how
-        to call it.
+        to call it. Must be called from the main thread (it handles the signals). Logs go to
+        stderr at ``$FLAME_LOG_LEVEL`` (default info) unless structlog is already configured.
         """
         if self._entry is None:
             raise TypeError(
                 "FlameInstance.run(): no entrypoint registered; decorate a function with "
                 "@ins.entrypoint before calling run()"
             )
+        if not structlog.is_configured():
+            # run() is the service process's entry point; the launcher captures stderr.
+            configure(level=os.environ.get("FLAME_LOG_LEVEL") or "info")
         try:
             if instance_endpoint() is not None:
                 serve(self)
