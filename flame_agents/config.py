@@ -48,7 +48,8 @@ class Endpoints:
     cache_endpoint: str
     """Object cache (Arrow Flight) URL, e.g. ``grpc://127.0.0.1:9090``."""
     ca_file: str | None = None
-    """CA bundle for TLS endpoints, from ``FLAME_CA_FILE`` or flame.yaml."""
+    """CA bundle for a TLS Frontend: flame.yaml's ``cluster.tls.ca_file``, else
+    ``FLAME_CA_FILE``."""
     source: Source = "argument"
     """Where the Frontend endpoint came from, for the log line and error messages."""
 
@@ -89,7 +90,6 @@ def resolve_endpoints(
     Frontend without a cache gets Flame's default cache endpoint.
     """
     source: Source = "argument"
-    ca_file = os.environ.get("FLAME_CA_FILE") or None
     ctx: dict[str, Any] = {}
     path = flame_yaml_path()
     if path.exists():
@@ -103,10 +103,9 @@ def resolve_endpoints(
             endpoint, source = str(cluster["endpoint"]), "flame.yaml"
     if cache_endpoint is None:
         cache_endpoint = os.environ.get("FLAME_CACHE_ENDPOINT") or cache.get("endpoint")
-    if ca_file is None:
-        ca_file = (cluster.get("tls") or {}).get("ca_file") or (cache.get("tls") or {}).get(
-            "ca_file"
-        )
+    # As in flamepy: the cluster's own CA from the file wins; FLAME_CA_FILE fills in a missing
+    # one. The cache's CA is not the Frontend's, so it is not used here.
+    ca_file = (cluster.get("tls") or {}).get("ca_file") or os.environ.get("FLAME_CA_FILE") or None
     if endpoint is None:
         return None
     grpc_target(endpoint)  # validate early, with a clear error
@@ -133,7 +132,7 @@ _PLAIN_SCHEMES = {"http", "grpc", "grpc+tcp"}
 
 
 def grpc_target(endpoint: str, *, default_port: int = 8080) -> GrpcTarget:
-    """Parse ``http://host:port`` (or ``grpc://``, ``https://``, ``grpcs://``) into a dial target."""
+    """Parse ``http://host:port`` (or ``grpc://``, ``https://``, ``grpcs://``) into a target."""
     if not isinstance(endpoint, str) or not endpoint:
         raise ConfigError("endpoint must be a non-empty URL such as http://127.0.0.1:8080")
     url = urlparse(endpoint)
