@@ -159,11 +159,18 @@ def _missing(requires: Iterable[str]) -> str | None:
     return None
 
 
-def _meta(profile: Profile) -> dict[str, Any]:
-    from flame_agents import __version__
+def _version() -> str:
+    from importlib import metadata
 
+    try:
+        return metadata.version("flame-agents")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def _meta(profile: Profile) -> dict[str, Any]:
     return {
-        "version": __version__,
+        "version": _version(),
         "profile": profile.name,
         "python": platform.python_version(),
         "platform": platform.platform(),

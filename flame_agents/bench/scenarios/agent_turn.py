@@ -141,14 +141,14 @@ class AgentTurn:
 @contextlib.contextmanager
 def _agent_session(app: str, size: int) -> Any:
     """An agent session whose history already holds ``size`` messages; yields one turn."""
-    from flame_agents.agent import (
-        AgentSession,  # type: ignore[attr-defined]
-        History,
-    )
-    from flame_agents.bench.services.chat_agent import ChatContext, Message, Say
+    from flame_agents.agent import AgentSession, History
+    from flame_agents.bench.services.chat_agent import ChatAgent, ChatContext, Message, Say
 
-    start = ChatContext(messages=History(Message(role="user", text=TEXT) for _ in range(size)))
-    session = AgentSession(app, ctx=start)
+    # Distinct texts: identical strings would be shared by pickle's memo and flatter the baseline.
+    start = ChatContext(
+        messages=History(Message(role="user", text=f"{TEXT} {i}") for i in range(size))
+    )
+    session = AgentSession(app, ctx=start, agent=ChatAgent)
     try:
         session.invoke(Say(text=TEXT))  # instance up and state loaded before timing
         yield lambda: session.invoke(Say(text=TEXT))
@@ -161,7 +161,7 @@ def _rewrite_session(app: str, size: int) -> Any:
     """A seed-service session whose context already holds ``size`` messages; yields one turn."""
     from flame_agents.service import Session
 
-    start = [{"role": "user", "text": TEXT} for _ in range(size)]
+    start = [{"role": "user", "text": f"{TEXT} {i}"} for i in range(size)]
     session = Session(app, ctx=start)
     try:
         session.invoke(TEXT)

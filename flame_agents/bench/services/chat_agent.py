@@ -46,4 +46,7 @@ class ChatAgent(Agent[ChatContext]):
 
 
 if __name__ == "__main__":
-    ChatAgent.run()
+    # Serve the class under its importable name, not ``__main__``: replies carry the type name.
+    from flame_agents.bench.services.chat_agent import ChatAgent as _ChatAgent
+
+    _ChatAgent.run()
