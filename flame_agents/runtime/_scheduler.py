@@ -355,12 +355,11 @@ class Scheduler:
                 return None
             if sess.pending:
                 return heapq.heappop(sess.pending)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                if len(sess.instances) > int(sess.row.spec.min_instances):
-                    return None
-                deadline = loop.time() + delay_release  # prewarmed: keep min_instances alive
-                continue
+            remaining: float | None = deadline - loop.time()
+            if len(sess.instances) <= int(sess.row.spec.min_instances):
+                remaining = None  # prewarmed: kept alive until a task, a release or the close
+            elif remaining is not None and remaining <= 0:
+                return None
             inst.wake.clear()
             sess.idle.append(inst)
             try:
