@@ -23,6 +23,10 @@ __all__ = [
 ]
 
 
+# The handles returned here are built with connection=None: they follow the default connection
+# (see Session), instead of pinning the one that happened to be current at creation.
+
+
 def create_session(
     application: str,
     *,
@@ -48,7 +52,7 @@ def create_session(
     Raises:
         AlreadyExistsError: the session id is taken. NotFoundError: no such application.
     """
-    return default_connection().create_session(
+    session = default_connection().create_session(
         application,
         common_data=common_data,
         session_id=session_id,
@@ -57,6 +61,7 @@ def create_session(
         priority=priority,
         resreq=resreq,
     )
+    return Session(None, session.last_info)
 
 
 def open_session(session_id: str, *, spec: Any = None) -> Session:
@@ -66,7 +71,8 @@ def open_session(session_id: str, *, spec: Any = None) -> Session:
     required) or flamepy's ``SessionAttributes``. Raises NotFoundError (missing, no spec) or
     InvalidArgumentError (closed, or the spec does not match).
     """
-    return default_connection().open_session(session_id, spec=spec)
+    session = default_connection().open_session(session_id, spec=spec)
+    return Session(None, session.last_info)
 
 
 def get_session(session_id: str) -> SessionInfo:

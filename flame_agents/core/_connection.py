@@ -18,9 +18,16 @@ import grpc
 from flame_agents._wire import frontend_pb2_grpc
 from flame_agents._wire.errors import map_rpc_error
 from flame_agents.config import DEFAULT_CACHE_ENDPOINT, Endpoints, grpc_target
-from flame_agents.core import _applications, _sessions
+from flame_agents.core import _applications, _sessions, _tasks
+from flame_agents.core._validate import check_session_id, check_task_id
 from flame_agents.errors import ConfigError, InvalidStateError, RuntimeUnavailableError
-from flame_agents.types import Application, ApplicationSpec, ResourceRequirement, SessionInfo
+from flame_agents.types import (
+    Application,
+    ApplicationSpec,
+    ResourceRequirement,
+    SessionInfo,
+    Task,
+)
 
 if TYPE_CHECKING:
     from flame_agents.core._session import Session
@@ -223,6 +230,16 @@ class Connection:
     def close_session(self, session_id: str) -> SessionInfo:
         """Close a session (pending tasks are cancelled); idempotent."""
         return _sessions.close_session(self, session_id)
+
+    # -- tasks of any session (also closed ones, which open_session refuses) -------------------
+
+    def get_task(self, session_id: str, task_id: str) -> Task:
+        """One task of a session, with input, output and events."""
+        return _tasks.get_task(self, check_session_id(session_id), check_task_id(task_id))
+
+    def list_tasks(self, session_id: str) -> list[Task]:
+        """Every task of a session."""
+        return _tasks.list_tasks(self, check_session_id(session_id))
 
     # -- applications --------------------------------------------------------------------------
 

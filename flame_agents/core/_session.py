@@ -28,14 +28,31 @@ class Session:
     close the session on exit.
     """
 
-    def __init__(self, connection: Connection, info: SessionInfo) -> None:
-        self.connection = connection
-        """The connection the session's RPCs go through."""
+    def __init__(self, connection: Connection | None, info: SessionInfo) -> None:
+        """Wrap ``info``; ``connection=None`` follows the process's default connection."""
+        # Handles from the module-level functions follow the default connection, so they keep
+        # working after reset_default_connection() (e.g. a runtime restarted on the same port).
+        self._connection = connection
         self.id = info.id
         """The session id."""
         self.application = info.application
         """The application serving the session."""
         self._info = info
+
+    @property
+    def connection(self) -> Connection:
+        """The connection the session's RPCs go through."""
+        if self._connection is not None:
+            return self._connection
+        # Imported here: _default -> _connection -> _sessions -> this module at import time.
+        from flame_agents.core._default import default_connection
+
+        return default_connection()
+
+    @property
+    def last_info(self) -> SessionInfo:
+        """The snapshot from the last reply about this session (no RPC)."""
+        return self._info
 
     def info(self) -> SessionInfo:
         """A fresh snapshot of the session (state, task counters, events) from the runtime."""

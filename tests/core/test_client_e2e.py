@@ -173,11 +173,14 @@ def test_application_crud(runtime: LocalRuntime, conn: core.Connection) -> None:
         conn.unregister_application(name)
 
 
-def test_default_connection_follows_the_environment(runtime: LocalRuntime) -> None:
-    """The module functions use FLAME_ENDPOINT; reset_default_connection reconnects."""
+def test_default_connection_follows_the_environment(app: str, runtime: LocalRuntime) -> None:
+    """Module functions use FLAME_ENDPOINT; after a reset their session handles still work."""
+    ssn = core.create_session(app)
     first = core.default_connection()
     assert first.endpoint == runtime.endpoint
     core.reset_default_connection()
     assert first.closed
+    assert ssn.invoke(b"after-reset", timeout=60) == b"echo:after-reset|cd=<none>"
     second = core.default_connection()
     assert second is not first and second.endpoint == runtime.endpoint
+    ssn.close()

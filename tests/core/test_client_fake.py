@@ -118,6 +118,10 @@ def test_get_and_list_tasks(env: FakeEnv) -> None:
     assert task.events and task.events[0].code == 0
     assert sorted(t.id for t in ssn.list_tasks()) == ["1", "2"]
     assert ssn.get_task(1).id == "1"  # type: ignore[arg-type]
+    ssn.close()
+    # The connection reads tasks of closed sessions too (open_session would refuse them).
+    assert env.conn.get_task(ssn.id, "1").output == b"echo:a"
+    assert len(env.conn.list_tasks(ssn.id)) == 2
 
 
 def test_session_lifecycle(env: FakeEnv) -> None:
