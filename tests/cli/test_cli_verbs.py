@@ -147,6 +147,7 @@ def test_unknown_session_and_task_are_one_clear_line(runtime: LocalRuntime, cli:
     assert "no-such-session" in _one_error_line(cli("view", "-s", "no-such-session"))
     assert "no-such-session" in _one_error_line(cli("close", "-s", "no-such-session"))
     assert "error:" in _one_error_line(cli("unregister", "-a", "no-such-app"))
+    assert "resource requirement" in _one_error_line(cli("create", "-a", "x", "-r", "cpu=two"))
 
 
 @pytest.mark.parametrize(
