@@ -314,3 +314,14 @@ class FakeEnv:
     fake: FakeFrontend
     endpoint: str
     conn: Connection
+
+
+def start_fake_tls(cert: bytes, key: bytes) -> tuple[FakeFrontend, Any, str]:
+    """Like :func:`start_fake`, serving TLS with ``cert``/``key`` (endpoint ``https://``)."""
+    fake = FakeFrontend()
+    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    frontend_pb2_grpc.add_FrontendServicer_to_server(fake, server)
+    creds = grpc.ssl_server_credentials([(key, cert)])
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    return fake, server, f"https://localhost:{port}"
