@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -47,16 +48,7 @@ def create_task(conn: Connection, session_id: str, input: bytes | None) -> Task:
     task = task_from_proto(reply, session_id=session_id)
     if task.input is None and input is not None:
         # Flame echoes the spec, but a minimal reply without it still describes our task.
-        task = Task(
-            id=task.id,
-            session_id=task.session_id,
-            state=task.state,
-            creation_time=task.creation_time,
-            completion_time=task.completion_time,
-            input=input,
-            output=task.output,
-            events=task.events,
-        )
+        task = replace(task, input=input)
     return task
 
 
