@@ -1,4 +1,4 @@
-"""``flame-agents bench [--quick] [--out DIR] [--only NAMES] [--no-ray]``: run the suite.
+"""``flame-agents bench [--quick] [--out DIR] [--only NAMES] [--[no-]ray] [--list]``: run the suite.
 
 The table goes to stdout, progress and notes to stderr. Exit code 1 when a scenario failed (the
 table still shows everything that completed), 2 for an unknown scenario name.
@@ -35,7 +35,11 @@ def add_bench_parser(subparsers: Any) -> None:
         help="comma-separated scenario names or prefixes, e.g. invoke,cache (default: all)",
     )
     parser.add_argument(
-        "--no-ray", action="store_true", help="skip the Ray baseline even when ray is installed"
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the Ray actor baseline (default: on when ray is installed, off with "
+        "--quick since starting Ray alone takes longer than the quick suite)",
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.set_defaults(func=run_bench)
@@ -65,7 +69,10 @@ def run_bench(args: argparse.Namespace) -> int:
             return 2
         scenarios = [s for s in scenarios if any(s.name.startswith(w) for w in wanted)]
     profile = Profile.quick() if getattr(args, "quick", False) else Profile.full()
-    result = run_suite(scenarios, profile, use_ray=not getattr(args, "no_ray", False))
+    use_ray = getattr(args, "ray", None)
+    if use_ray is None:
+        use_ray = profile.name != "quick"
+    result = run_suite(scenarios, profile, use_ray=use_ray)
     print(format_table(result))
     out = getattr(args, "out", None)
     if out is not None:

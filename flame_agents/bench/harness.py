@@ -130,7 +130,7 @@ class BenchContext:
         if not self._ray_checked:
             self._ray_checked = True
             if not self.use_ray:
-                self.skip("ray-actor baseline", "disabled (--no-ray)")
+                self.skip("ray-actor baseline", "off (default with --quick; --ray turns it on)")
             else:
                 from flame_agents.bench.baselines.ray_peer import RayPeer
 

@@ -110,6 +110,6 @@ def _plot(plt: Any, result: SuiteResult, path: Path) -> None:
         ax.set_xlabel("times costlier than the same-run baseline (log; 1 = equal)")
         ax.set_title(f"flame-agents bench ({result.profile})")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")  # long labels stay inside
     finally:
         plt.close(fig)

@@ -30,7 +30,7 @@ def test_quick_profile_completes_every_scenario_with_well_formed_json(
 ) -> None:
     """`bench --quick --out DIR` runs every scenario to completion and writes valid results.json."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    args = argparse.Namespace(quick=True, out=tmp_path, only=None, no_ray=True, list=False)
+    args = argparse.Namespace(quick=True, out=tmp_path, only=None, ray=False, list=False)
     code = run_bench(args)
     out = capsys.readouterr().out
 

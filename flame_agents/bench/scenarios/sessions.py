@@ -20,7 +20,10 @@ from flame_agents.bench.measure import OURS, Arm, interleaved, value_rows
 from flame_agents.bench.model import Profile, Row
 from flame_agents.bench.scenarios._common import NOOP_APP, NOOP_MODULE, close_quietly
 
-__all__ = ["ManySessions"]
+__all__ = ["RAY_MAX_ACTORS", "ManySessions"]
+
+RAY_MAX_ACTORS = 20
+"""Above this many sessions the Ray arm is skipped (its actor start-up dominates the run)."""
 
 
 def _batch(sessions: int, one: Callable[[], None]) -> list[float]:
@@ -77,7 +80,13 @@ class ManySessions:
             "grpc-2hop": lambda: _batch(s, grpc_client),
         }
         ray = ctx.ray()
-        if ray is not None:
+        if ray is not None and s > RAY_MAX_ACTORS:
+            ctx.skip(
+                f"{self.name}: ray-actor",
+                f"{s} new actors (one worker process each) take minutes on a small machine; "
+                f"measured up to {RAY_MAX_ACTORS} sessions (run --quick --ray to see it)",
+            )
+        elif ray is not None:
 
             def ray_client() -> None:
                 actor = ray.actor()
