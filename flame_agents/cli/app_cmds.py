@@ -149,7 +149,7 @@ def _view_application(conn: Any, name: str, output: str) -> None:
 
 
 def _view_task(conn: Any, session_id: str, task_id: str, output: str) -> None:
-    task = _client.get_task(conn, session_id, task_id)
+    task = conn.get_task(session_id, task_id)
     if output == "json":
         print_json(task)
         return
@@ -169,7 +169,7 @@ def _view_task(conn: Any, session_id: str, task_id: str, output: str) -> None:
 
 def _view_session(conn: Any, session_id: str, output: str) -> None:
     info: SessionInfo = conn.get_session(session_id)
-    tasks = sorted(_client.list_tasks(conn, session_id), key=lambda t: int(t.id))
+    tasks = sorted(conn.list_tasks(session_id), key=lambda t: int(t.id))
     if output == "json":
         print_json({"session": info, "tasks": tasks})
         return

@@ -136,10 +136,17 @@ def test_view_tasks_of_a_session(runtime: LocalRuntime, cli: Cli) -> None:
 
 
 def test_list_executors(runtime: LocalRuntime, cli: Cli) -> None:
-    """list -e prints a table, and JSON rows with id, node, state and session."""
-    assert cli("list", "-e").out.split()[:4] == ["ID", "NODE", "STATE", "SESSION"]
-    for row in _json(cli("list", "--executor", "-o", "json")):
-        assert set(row) == {"id", "node", "state", "session_id"}
+    """list -e shows the executor serving a session that just ran a task (it waits there for
+    more work), as a table and as JSON rows."""
+    with core.create_session("flmping") as session:
+        session.invoke(b"ping")
+        rows = _json(cli("list", "--executor", "-o", "json"))
+        assert all(set(row) == {"id", "node", "state", "session_id"} for row in rows)
+        serving = [row for row in rows if row["session_id"] == session.id]
+        assert serving, rows
+        table = cli("list", "-e").out
+        assert table.split()[:4] == ["ID", "NODE", "STATE", "SESSION"]
+        assert serving[0]["id"] in table and session.id in table
 
 
 def test_unknown_session_and_task_are_one_clear_line(runtime: LocalRuntime, cli: Cli) -> None:
