@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import re
 import shutil
 import signal
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +46,6 @@ BIND_PROCESS_FAILED = 11
 BIND_ENTER_FAILED = 12
 """Flame's bind return code for 'OnSessionEnter failed'."""
 
-_PR_SET_PDEATHSIG = 1
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _log = get_logger(__name__)
 
@@ -100,11 +99,27 @@ def expand_vars(text: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
 
 
-def _set_parent_death_signal() -> None:
-    # Runs in the child between fork and exec: if the runtime dies (even by SIGKILL) the kernel
-    # kills the instance too, so no orphaned service outlives its runtime.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+_LAUNCHER = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(1, 9)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+try:
+    os.execv(sys.argv[2], sys.argv[2:])
+except OSError as exc:
+    sys.stderr.write(f"cannot execute {sys.argv[2]!r}: {exc}\\n")
+    os._exit(127)
+"""
+"""Sets PR_SET_PDEATHSIG=SIGKILL, then execs the service: if the runtime dies, even by SIGKILL,
+the kernel kills the instance too, so no service outlives its runtime. A separate tiny program
+because a ``preexec_fn`` runs Python in a child forked from a multi-threaded (gRPC) process,
+which can crash; the ppid check closes the race with a runtime that died before the prctl."""
+
+
+def _launch_argv(command: str, args: list[str], env: Mapping[str, str]) -> list[str]:
+    # No shell and no PATH search in execv: resolve a bare name against the instance's PATH.
+    exe = command if os.sep in command else (shutil.which(command, path=env.get("PATH")) or command)
+    return [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), exe, *args]
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -189,15 +204,13 @@ class InstanceProcess:
             err = open(spec.log_dir / f"{spec.executor_id}.err", "wb")  # noqa: SIM115
             try:
                 self._proc = await asyncio.create_subprocess_exec(
-                    command,
-                    *args,
+                    *_launch_argv(command, args, env),
                     cwd=str(cwd),
                     env=env,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
-                    preexec_fn=_set_parent_death_signal,
                 )
             finally:
                 out.close()
