@@ -176,7 +176,6 @@ class AgentSession(Generic[C]):
             log.warning("retrying invocation", attempt=attempt_number, error=str(exc))
 
         envelope = ReplyEnvelope.decode(self.retry.call(attempt, on_retry=on_retry))
-        log.debug("invoked", version=envelope.version, replayed=envelope.replayed)
         model = reply_type or self.reply_type or _import_type(envelope.type)
         if model is None:
             raise InvalidArgumentError(
