@@ -28,7 +28,7 @@ def _version() -> str:
 
 
 def build_parser(prog: str = "flame-agents") -> argparse.ArgumentParser:
-    """The full argument parser (exposed for the docs test and shell completion)."""
+    """The full argument parser (also used by the docs test to list the verbs)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Run the embedded Flame-compatible runtime and manage applications, "

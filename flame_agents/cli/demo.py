@@ -184,16 +184,20 @@ def _reset_clients() -> None:
 def demo_runtime(home: Path) -> Iterator[RuntimeInfo]:
     """Start an embedded runtime on ``home``, point this process and its children at it, and
     stop it (with every instance) on the way out, whatever happened."""
+    proc: subprocess.Popen[bytes] | None = None
     with _patched_environ({"PATH": os.environ.get("PATH", ""), "FLAME_AGENTS_HOME": str(home)}):
         interpreter_first_on_path()  # restored on the way out with the rest
-        _, info = embedded.start_runtime(home)
         try:
+            # Inside the try: a Ctrl-C while it starts must still stop it.
+            proc, info = embedded.start_runtime(home)
             env = {"FLAME_ENDPOINT": info.endpoint, "FLAME_CACHE_ENDPOINT": info.cache_endpoint}
             with _patched_environ(env):
                 _reset_clients()
                 yield info
         finally:
             embedded.stop_runtime(home)  # graceful, escalating to a kill after its timeout
+            if proc is not None:
+                proc.wait()  # reap it: it is our child
             _reset_clients()
 
 
@@ -208,7 +212,7 @@ def run_demo(steps: list[Step] | None = None) -> int:
         ):
             print(f"==> embedded runtime at {info.endpoint} (home {info.home})", flush=True)
             ctx = DemoContext(runtime=info, examples=examples)
-            for number, step in enumerate(steps or STEPS, start=1):
+            for number, step in enumerate(STEPS if steps is None else steps, start=1):
                 print(f"==> {number}. {step.title}", flush=True)
                 step.run(ctx)
         print("==> done: the runtime is stopped and its temporary home removed", flush=True)

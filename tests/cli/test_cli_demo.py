@@ -59,3 +59,58 @@ def test_demo_runs_the_echo_story_and_leaves_nothing_behind() -> None:
         finally:
             for proc in _processes_under(Path(tmp)):
                 proc.kill()
+
+
+def test_demo_stops_the_runtime_when_a_step_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing step ends the demo with its error, and the runtime and temp home are gone."""
+    from flame_agents.cli.demo import DemoContext, Step, run_demo
+    from flame_agents.errors import InternalError
+
+    seen: dict[str, DemoContext] = {}
+
+    def boom(ctx: DemoContext) -> None:
+        seen["ctx"] = ctx
+        raise InternalError("boom")
+
+    with tempfile.TemporaryDirectory(prefix="fa-demo-") as tmp:
+        monkeypatch.setattr(tempfile, "tempdir", tmp)  # the demo's temp home goes in here
+        try:
+            with pytest.raises(InternalError, match="boom"):
+                run_demo([Step("fail on purpose", boom)])
+            runtime = seen["ctx"].runtime
+            assert not Path(runtime.home).exists()
+            assert _processes_under(Path(tmp)) == []
+        finally:
+            for proc in _processes_under(Path(tmp)):
+                proc.kill()
+
+
+def test_demo_cleans_up_on_sigterm() -> None:
+    """SIGTERM in the middle of the demo takes the Ctrl-C path: exit 130, nothing left behind."""
+    with tempfile.TemporaryDirectory(prefix="fa-demo-") as tmp:
+        tmpdir = Path(tmp) / "tmp"
+        tmpdir.mkdir()
+        env = {**os.environ, "TMPDIR": str(tmpdir)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flame_agents.cli", "demo"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # wait until the runtime is up and a step has begun
+                if line.startswith("==> 1."):
+                    break
+            proc.terminate()
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 130, err
+            assert list(tmpdir.iterdir()) == []
+            assert _processes_under(Path(tmp)) == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+            for leftover in _processes_under(Path(tmp)):
+                leftover.kill()
