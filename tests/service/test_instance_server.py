@@ -255,13 +255,16 @@ def test_serve_exits_cleanly_on_sigterm(sock_dir: Path, task_running: bool) -> N
             res = stub.OnTaskInvoke(shim_pb2.TaskContext(task_id="1", input=b"ping"), timeout=10)
             assert res.output == b"ping"
             if task_running:
-                stub.OnTaskInvoke.future(shim_pb2.TaskContext(task_id="2", input=b"hang"))
+                # Keep the call referenced: a collected future cancels its RPC.
+                pending = stub.OnTaskInvoke.future(shim_pb2.TaskContext(task_id="2", input=b"hang"))
                 marker = Path(f"{path}.busy")
                 while not marker.exists():
                     assert time.monotonic() < deadline, "the task never started"
                     time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=30)
+            if task_running:
+                pending.cancel()
         finally:
             channel.close()
         assert proc.returncode == 0, err
