@@ -1,0 +1,74 @@
+"""LocalRuntime: environment handling, restart on the same ports, and complete clean-up."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+from runtime_support import Frontend, read_pid, wait_until
+
+from flame_agents.config import read_runtime_info
+from flame_agents.testing import LocalRuntime
+
+pytestmark = pytest.mark.e2e
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_env_is_set_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """set_env exports FLAME_ENDPOINT/FLAME_CACHE_ENDPOINT/FLAME_AGENTS_HOME and restores them."""
+    monkeypatch.setenv("FLAME_ENDPOINT", "http://example.invalid:1")
+    monkeypatch.delenv("FLAME_AGENTS_HOME", raising=False)
+    with LocalRuntime() as rt:
+        assert os.environ["FLAME_ENDPOINT"] == rt.endpoint
+        assert os.environ["FLAME_CACHE_ENDPOINT"] == rt.cache_endpoint
+        assert os.environ["FLAME_AGENTS_HOME"] == str(rt.home)
+        assert rt.env()["FLAME_ENDPOINT"] == rt.endpoint
+        info = read_runtime_info(rt.home or Path("."))
+        assert info is not None and info.pid == rt.pid
+        home = rt.home
+    assert os.environ["FLAME_ENDPOINT"] == "http://example.invalid:1"
+    assert "FLAME_AGENTS_HOME" not in os.environ
+    assert home is not None and not home.exists()
+
+
+def test_cleanup_when_body_raises(tmp_path: Path) -> None:
+    """Leaving with an exception stops the runtime and every instance process."""
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"), LocalRuntime(set_env=False) as rt:
+        with Frontend(rt.endpoint) as fe:
+            assert fe.register("lr-app").return_code == 0
+            fe.create_session("lr-s", "lr-app", max_instances=1)
+            fe.create_task("lr-s", f"block:{tmp_path}".encode())
+            instance = read_pid(tmp_path)
+            pids = [rt.pid, *rt.instance_pids()]
+            assert instance in pids
+        raise RuntimeError("boom")
+    for pid in pids:
+        wait_until(lambda pid=pid: _gone(pid), what=f"process {pid} stopped")
+
+
+def test_restart_keeps_ports_and_given_home(tmp_path: Path) -> None:
+    """restart() comes back on the same ports; a given home is kept after exit."""
+    home = tmp_path / "home"
+    with LocalRuntime(home, set_env=False) as rt:
+        endpoint, cache = rt.endpoint, rt.cache_endpoint
+        old = rt.pid
+        rt.restart(kill=True)
+        assert (rt.endpoint, rt.cache_endpoint) == (endpoint, cache)
+        assert rt.pid != old
+        with Frontend(rt.endpoint) as fe:
+            assert fe.get_session  # the Frontend answers on the same port
+            assert fe.stub.ListApplication is not None
+    assert (home / "flame.db").exists()
+    assert read_runtime_info(home) is None
