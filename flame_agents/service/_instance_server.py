@@ -189,6 +189,7 @@ class InstanceServer:
         self._path = Path(socket_path)
         self._server: grpc.Server | None = None
         self._servicer: _Servicer | None = None
+        self._bound = False  # only a socket we bound is ours to remove
         self._stopped = threading.Event()
 
     @property
@@ -227,6 +228,7 @@ class InstanceServer:
             raise ConfigError(
                 f"cannot bind instance socket {str(self._path)!r}", path=str(self._path)
             ) from cause
+        self._bound = True
         os.chmod(self._path, 0o600)
         server.start()
         self._server = server
@@ -237,9 +239,11 @@ class InstanceServer:
         server, self._server = self._server, None
         if server is not None:
             server.stop(grace).wait()
-        with contextlib.suppress(OSError):
-            if stat.S_ISSOCK(self._path.lstat().st_mode):
-                self._path.unlink()
+        if self._bound:
+            self._bound = False
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(self._path.lstat().st_mode):
+                    self._path.unlink()
         self._stopped.set()
 
     def busy(self) -> bool:

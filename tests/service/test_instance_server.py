@@ -179,9 +179,13 @@ def test_stale_socket_is_replaced(sock_dir: Path) -> None:
 
 def test_live_socket_is_not_stolen(served: tuple[Recorder, Any, Path]) -> None:
     """A second server on a socket that is being served fails clearly instead of stealing it."""
-    _, _, path = served
+    _, stub, path = served
+    second = InstanceServer(Recorder(), path)
     with pytest.raises(ConfigError, match="already serving"):
-        InstanceServer(Recorder(), path).start()
+        second.start()
+    second.stop()
+    assert path.exists()  # the failed server leaves the live socket alone
+    assert stub.OnSessionLeave(types_pb2.EmptyRequest(), timeout=10).return_code == 0
 
 
 @pytest.mark.parametrize(
