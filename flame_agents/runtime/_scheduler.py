@@ -150,18 +150,20 @@ class Scheduler:
         self._stopping = True
         workers = []
         for sess in self._sessions.values():
+            busy = set(sess.running.values())
             for inst in list(sess.instances):
                 self._release(inst)
-                if (
-                    inst.state == EXECUTOR_BOUND
-                    and inst.process is not None
-                    and (inst in sess.running.values())
-                ):
-                    # A running task would keep the process busy: stop it now, the task is
+                if inst.worker is None:
+                    continue
+                if inst.state == EXECUTOR_BINDING:
+                    # Still launching: waiting up to the bind timeout would stall the stop.
+                    # Cancelling runs the worker's clean-up, which stops the process.
+                    inst.worker.cancel()
+                elif inst in busy and inst.process is not None:
+                    # A running task would keep the process busy: stop it now; the task is
                     # re-run after the restart (at-least-once).
                     inst.process.terminate()
-                if inst.worker is not None:
-                    workers.append(inst.worker)
+                workers.append(inst.worker)
         if workers:
             await asyncio.gather(*workers, return_exceptions=True)
 

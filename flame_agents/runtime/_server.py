@@ -83,7 +83,9 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
         raise OSError(f"cannot listen on {opts.host}:{opts.port}: {exc}") from exc
     if port == 0:
         raise OSError(f"cannot listen on {opts.host}:{opts.port} (address in use?)")
-    endpoint = f"http://{opts.host}:{port}"
+    # A wildcard listen address cannot be dialled by clients or instances: advertise loopback.
+    advertised = "127.0.0.1" if opts.host in ("0.0.0.0", "", "::") else opts.host
+    endpoint = f"http://{advertised}:{port}"
     scheduler = Scheduler(
         store,
         SchedulerOptions(
