@@ -17,8 +17,8 @@ def main() -> None:
         for text in ("hello", "what is a session?", "thanks"):
             answer = s.invoke(Ask(text=text))
             print(f"turn {answer.turns}: {answer.text}")
-        ctx = s.context()
-        print(f"{len(ctx.messages)} messages stored in session {s.id()}")
+        stored = s.context()
+        print(f"{len(stored.messages)} messages stored in session {s.id()}")
         again = AgentSession(session_id=s.id(), agent=ChatAgent)
         print("reopened:", again.invoke(Ask(text="still there?"), idempotency_key="last").text)
 
