@@ -32,6 +32,7 @@ __all__ = [
 _UINT64_MAX = 2**64 - 1
 _INT32_MAX = 2**31 - 1
 _UINT32_MAX = 2**32 - 1
+_INT64_MAX = 2**63 - 1
 
 
 class SessionState(IntEnum):
@@ -344,6 +345,18 @@ class ApplicationSpec:
     """Where to fetch the application package from."""
     installer: str | None = None
     """Package installer (``python`` or ``binary``)."""
+
+    def __post_init__(self) -> None:
+        # Checked here so a bad value fails with our error, not protobuf's range ValueError.
+        for name, limit in (("max_instances", _UINT32_MAX), ("delay_release", _INT64_MAX)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+                raise InvalidArgumentError(
+                    f"application spec {name} must be an integer in 0..{limit}, got {value!r}",
+                    field=name,
+                )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ApplicationSpec:

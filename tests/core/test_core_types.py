@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flamepy.core.types import ResourceRequirement as FlamepyResreq
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flame_agents.errors import InvalidArgumentError
@@ -17,6 +17,9 @@ from flame_agents.types import (
     Task,
     TaskState,
 )
+
+# Generous limits: these run in CI next to process-heavy e2e tests, where timing varies.
+RELAXED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 GIB = 1024**3
 
@@ -106,18 +109,21 @@ def _our_parse(text: str) -> tuple[int, int, int] | None:
     return (r.cpu, r.memory, r.gpu)
 
 
+@RELAXED
 @given(resreq_texts())
 def test_from_string_agrees_with_flamepy(text: str) -> None:
     """For generated inputs our parser accepts and rejects exactly what flamepy's does."""
     assert _our_parse(text) == _flamepy_parse(text)
 
 
+@RELAXED
 @given(st.text(max_size=30))
 def test_from_string_agrees_with_flamepy_on_any_text(text: str) -> None:
     """Arbitrary text: the same verdict and values as flamepy."""
     assert _our_parse(text) == _flamepy_parse(text)
 
 
+@RELAXED
 @given(
     st.builds(
         ResourceRequirement,
@@ -195,7 +201,14 @@ def test_application_spec_from_flamepy_dict() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [{"comand": "x"}, {"shim": "docker"}, {"arguments": "one string"}, {"environments": ["A"]}],
+    [
+        {"comand": "x"},
+        {"shim": "docker"},
+        {"arguments": "one string"},
+        {"environments": ["A"]},
+        {"max_instances": -1},
+        {"delay_release": "60"},
+    ],
 )
 def test_application_spec_rejects_mistakes(data: dict[str, object]) -> None:
     """Typos in keys, unknown shims and wrongly shaped fields fail with InvalidArgumentError."""
