@@ -7,10 +7,12 @@ too long for an AF_UNIX address (108 bytes), in a short per-home folder under th
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,18 @@ class HomeLayout:
         for sub in (self.cache, self.logs, self.work):
             sub.mkdir(exist_ok=True)
         self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def clear_leftovers(self) -> None:
+        """Remove instance sockets and work folders a runtime killed by SIGKILL left behind.
+
+        Only called with the home lock held, so no live instance of this home exists.
+        """
+        for sock in self.sockets.glob("*.sock"):
+            with contextlib.suppress(OSError):
+                sock.unlink()
+        for folder in self.work.iterdir():
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 class HomeLock:

@@ -145,7 +145,8 @@ class InstanceProcess:
         self._exit_waiter: asyncio.Task[int] | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: shim_pb2_grpc.InstanceStub | None = None
-        self._own_workdir: Path | None = None
+        self._scratch = spec.work_root / spec.executor_id
+        """Per-instance folder we own: the cwd without a working_directory, and TMPDIR."""
         self._entered = False
         self._log = _log.bind(executor_id=spec.executor_id, session_id=spec.session_id)
 
@@ -174,7 +175,9 @@ class InstanceProcess:
             env["FLAME_CACHE_ENDPOINT"] = spec.cache_endpoint
         if "HOME" not in app_env:
             env["HOME"] = base.get("HOME", str(cwd))
-        tmp = cwd / "work" / spec.app_name / "tmp"
+        # Temp files go to our own per-instance folder (removed at teardown), never into the
+        # application's working_directory.
+        tmp = self._scratch / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         for name in ("TMPDIR", "TEMP", "TMP"):
             if name not in app_env:
@@ -184,11 +187,7 @@ class InstanceProcess:
     async def start(self) -> None:
         """Spawn the process and wait for its socket; raises BindError(11) on failure."""
         spec = self.spec
-        if spec.app.working_directory:
-            cwd = Path(spec.app.working_directory)
-        else:
-            cwd = spec.work_root / spec.executor_id
-            self._own_workdir = cwd
+        cwd = Path(spec.app.working_directory) if spec.app.working_directory else self._scratch
         try:
             cwd.mkdir(parents=True, exist_ok=True)
             env = self._environment(cwd)
@@ -346,8 +345,7 @@ class InstanceProcess:
                 await self._channel.close(None)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        if self._own_workdir is not None:
-            shutil.rmtree(self._own_workdir, ignore_errors=True)
+        shutil.rmtree(self._scratch, ignore_errors=True)
         self._log.info("instance stopped", exit=describe_exit(self._returncode()))
 
     def exit_description(self) -> str:

@@ -65,6 +65,7 @@ async def serve(opts: RuntimeOptions) -> None:
     lock = HomeLock(layout)
     lock.acquire()
     try:
+        layout.clear_leftovers()
         await _serve_locked(layout, opts)
     finally:
         lock.release()

@@ -171,3 +171,32 @@ def test_many_concurrent_watches(fe: Frontend) -> None:
     assert all(f.status.state == types_pb2.Succeed for f in finals)
     assert [f.spec.output for f in finals] == [b"%d|cd=<none>" % i for i in range(200)]
     fe.close_session("d-many")
+
+
+def test_launch_environment(fe: Frontend, runtime: LocalRuntime, tmp_path: Path) -> None:
+    """Instances get Flame's host-shim environment, the app's variables and working directory."""
+    assert (
+        fe.register(
+            "d-env",
+            working_directory=str(tmp_path),
+            environments=[types_pb2.Environment(name="GREETING", value="hi-$HOME")],
+        ).return_code
+        == 0
+    )
+    fe.create_session("d-env-s", "d-env")
+
+    def ask(what: bytes) -> str:
+        return fe.run("d-env-s", what).spec.output.decode()
+
+    socket_path = ask(b"env:FLAME_INSTANCE_ENDPOINT")
+    assert socket_path.startswith("/") and socket_path.endswith(".sock")
+    assert ask(b"env:FLAME_ENDPOINT") == runtime.endpoint
+    assert ask(b"env:FLAME_CACHE_ENDPOINT") == runtime.cache_endpoint
+    assert ask(b"env:GREETING") == f"hi-{os.environ['HOME']}"
+    assert Path(ask(b"env:TMPDIR")).is_dir()
+    assert ask(b"cwd") == str(tmp_path)
+    executor = fe.executors("d-env-s")[0].metadata.id
+    assert runtime.home is not None
+    assert (runtime.home / "logs" / f"{executor}.err").exists()
+    fe.close_session("d-env-s")
+    wait_until(lambda: not Path(socket_path).exists(), what="socket removed at teardown")

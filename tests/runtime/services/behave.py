@@ -3,7 +3,8 @@
 ``echo:<x>`` -> ``<x>|cd=<common_data>``; ``fail:<text>`` raises with ``<text>``; ``pid`` ->
 this process's pid; ``die`` -> SIGKILL itself; ``block:<dir>`` -> the first time (no
 ``<dir>/pid`` yet) write the pid there and sleep, later times answer ``done``;
-``sleep:<seconds>`` -> sleep then ``slept``. The session is refused when common_data is
+``sleep:<seconds>`` -> sleep then ``slept``; ``env:<NAME>`` -> that variable; ``cwd`` -> the
+working directory. The session is refused when common_data is
 ``b"refuse"``.
 """
 
@@ -52,6 +53,10 @@ class Behave:
         if verb == b"sleep":
             time.sleep(float(arg))
             return b"slept"
+        if verb == b"env":
+            return os.environ.get(arg.decode(), "<unset>").encode()
+        if verb == b"cwd":
+            return os.getcwd().encode()
         if verb == b"none":
             return None
         return data
