@@ -61,6 +61,24 @@ if __name__ == "__main__":
     ins.run()
 """
 
+AGENT_SERVICE = """
+from flame_agents import service
+
+ins = service.FlameInstance()
+
+
+@ins.entrypoint
+def answer(question: str) -> str:
+    state = ins.context() or {"messages": []}
+    state["messages"].append("handled one task")
+    ins.update_context(state)
+    return f"answered: {question}"
+
+
+if __name__ == "__main__":
+    ins.run()
+"""
+
 FLAMEPY_ECHO_SERVICE = (
     (ECHO / "echo_service.py")
     .read_text()
@@ -105,14 +123,17 @@ def _app(script: Path, workdir: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def apps(runtime: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Registers echo-app (the example), probe-app and flamepy-echo; yields the scripts dir."""
+    """Registers echo-app (the example), agent-app, probe-app and flamepy-echo (services written
+    to a temp dir, which is yielded)."""
     scripts = tmp_path_factory.mktemp("services")
     (scripts / "probe_service.py").write_text(PROBE_SERVICE)
+    (scripts / "agent_service.py").write_text(AGENT_SERVICE)
     (scripts / "flamepy_echo_service.py").write_text(FLAMEPY_ECHO_SERVICE)
     (scripts / "flamepy_client.py").write_text(FLAMEPY_CLIENT)
     (scripts / "bad_service.py").write_text(BAD_SERVICE)
     core.register_application("echo-app", _app(ECHO / "echo_service.py", ECHO))
     core.register_application("probe-app", _app(scripts / "probe_service.py", scripts))
+    core.register_application("agent-app", _app(scripts / "agent_service.py", scripts))
     core.register_application("flamepy-echo", _app(scripts / "flamepy_echo_service.py", scripts))
     # The test process unpickles the example's reply classes by module name, as client.py does.
     sys.path.insert(0, str(ECHO))
@@ -175,6 +196,25 @@ def test_seed_open_session_snippet_runs_verbatim(runtime: Any, apps: Path) -> No
     out = _run([sys.executable, "open_session.py"], cwd=ECHO, env=_env(runtime))
     assert out.strip() == "['from', 'guide']"
     assert core.get_session("echo-app-a1b2c3").state == core.SessionState.CLOSED
+
+
+def test_seed_session_context_snippet(apps: Path) -> None:
+    """The guide's "Session Context" snippets: the service's state update reaches the client."""
+    with Session("agent-app", ctx={"messages": []}) as session:
+        answer = session.invoke("what changed?")
+        assert answer == "answered: what changed?"
+        assert session.context() == {"messages": ["handled one task"]}
+
+
+def test_seed_resreq_snippet(apps: Path) -> None:
+    """The guide's resreq snippet (cpu=2, memory 4g) runs and the session carries it."""
+    with Session(
+        "agent-app",
+        resreq={"cpu": 2, "memory": "4g", "gpu": 0},
+    ) as session:
+        assert session.invoke("ping") == "answered: ping"
+        info = core.get_session(session.id())
+        assert info.resreq == ResourceRequirement(cpu=2, memory=4 * 1024**3, gpu=0)
 
 
 @pytest.mark.parametrize(
