@@ -59,7 +59,10 @@ class FlameInstance:
         self._loop = EventLoopThread()
         self._session_id: str | None = None
         self._app: str | None = None
-        self._ref: Any = None  # flame_agents.cache.ObjectRef of the context, once known
+        # flame_agents.cache.ObjectRef of the context, once known. The cache module (and its
+        # pyarrow import) is loaded lazily: a service that never touches its context starts
+        # faster, which matters because Flame starts one process per session binding.
+        self._ref: Any = None
         # Debug mode has no session and no cache: the context lives in this process.
         self._local_context: Any = None
 
@@ -96,9 +99,11 @@ class FlameInstance:
     def update_context(self, data: Any) -> None:
         """Replace the session's context with ``data`` (visible to later tasks and clients).
 
-        When the session was created without a context, the first update stores one at
-        ``<app>/<session_id>`` in the object cache and later updates replace it; clients only
-        see it through ``Session.context()`` when the session was created with ``ctx=``.
+        When the session was created without ``ctx=``, the first update stores a new object
+        under ``<app>/<session_id>`` that this instance keeps using for the rest of the session;
+        as the session's ``common_data`` cannot change, clients (``Session.context()``) and
+        other instances of the session do not see it. Create the session with ``ctx=`` (even
+        ``ctx={}``) to share the context.
         """
         payload = cloudpickle.dumps(data)
         if self._ref is not None:
