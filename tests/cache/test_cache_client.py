@@ -263,3 +263,12 @@ def test_reset_clients_reconnects_after_restart(
     start_server(root, port=port)
     cache.reset_clients()
     assert cache.get_object(cache.ObjectRef(ref.endpoint, ref.key)) == 1
+
+
+def test_objects_larger_than_grpc_default_limit(server: CacheServer) -> None:
+    """Objects and patches beyond gRPC's 4 MiB default message size go both ways."""
+    big = bytes(range(256)) * (24 * 1024)  # 6 MiB
+    ref = cache.put_raw("app/s", big, endpoint=server.endpoint)
+    ref = cache.patch_raw(ref, big[::-1])
+    raw = cache.fetch_raw(ref)
+    assert raw.base == big and raw.patches == [(2, big[::-1])]
