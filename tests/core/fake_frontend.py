@@ -34,6 +34,9 @@ class FakeFrontend(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc]
         self.requests: list[tuple[str, Any]] = []
         self.watch_eof_first = False
         """When set, every task's first WatchTask ends at once without a message."""
+        self.watch_eof_always = False
+        """When set, every WatchTask ends at once without a message (a broken server)."""
+        self.watch_calls = 0
         self._eof_done: set[tuple[str, str]] = set()
         self._events: dict[tuple[str, str], list[Any]] = {}
         self._work: queue.Queue[tuple[str, str] | None] = queue.Queue()
@@ -274,7 +277,8 @@ class FakeFrontend(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc]
         key = (request.session_id, request.task_id)
         terminal = (types_pb2.Succeed, types_pb2.Failed, types_pb2.Cancelled)
         with self.cond:
-            if key not in self.tasks:
+            self.watch_calls += 1
+            if key not in self.tasks or self.watch_eof_always:
                 return  # Flame ends the stream silently for unknown tasks
             if self.watch_eof_first and key not in self._eof_done:
                 self._eof_done.add(key)

@@ -72,6 +72,25 @@ def test_invoke_survives_a_stream_that_ends_early(env: FakeEnv) -> None:
     assert ssn.invoke(b"x") == b"echo:x"
 
 
+def test_invoke_survives_a_server_that_never_streams(env: FakeEnv) -> None:
+    """Even if every WatchTask ends empty, invoke finishes via GetTask, with few re-watches."""
+    env.fake.watch_eof_always = True
+    ssn = env.conn.create_session("echo")
+    assert ssn.invoke(b"x", timeout=30) == b"echo:x"
+    with pytest.raises(TaskFailedError, match="nope"):
+        ssn.invoke(b"fail:nope", timeout=30)
+
+
+def test_timeout_holds_when_streams_end_early(env: FakeEnv) -> None:
+    """A task that never finishes behind empty streams still times out (backing off)."""
+    env.fake.watch_eof_always = True
+    ssn = env.conn.create_session("echo")
+    with pytest.raises(InvocationTimeoutError):
+        ssn.invoke(b"hang", timeout=1.0)
+    # Back-off (doubling from 50 ms) keeps re-watches to a handful per second, not a busy loop.
+    assert env.fake.watch_calls < 15
+
+
 def test_invoke_times_out(env: FakeEnv) -> None:
     """A task that never finishes makes invoke raise InvocationTimeoutError (a TimeoutError)."""
     ssn = env.conn.create_session("echo")
