@@ -20,7 +20,7 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,6 +347,11 @@ class InstanceProcess:
             self.socket_path.unlink()
         shutil.rmtree(self._scratch, ignore_errors=True)
         self._log.info("instance stopped", exit=describe_exit(self._returncode()))
+
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) as soon as the process has exited."""
+        if self._exit_waiter is not None:
+            self._exit_waiter.add_done_callback(lambda _: callback())
 
     def exit_description(self) -> str:
         """How the process ended so far ('signal 9 (SIGKILL)', 'exit code 0', 'still running')."""

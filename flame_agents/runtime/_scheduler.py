@@ -320,6 +320,8 @@ class Scheduler:
                 )
             )
             await inst.process.start()
+            # An idle instance that dies is noticed at once: its exit wakes the worker.
+            inst.process.on_exit(inst.wake.set)
             await inst.process.enter()
             inst.state = EXECUTOR_BOUND
             delay_release = (
@@ -354,6 +356,14 @@ class Scheduler:
         deadline = loop.time() + delay_release
         while True:
             if inst.release or sess.closed or self._stopping:
+                return None
+            if inst.process is not None and inst.process.exited:
+                _log.warning(
+                    "instance exited while idle",
+                    executor_id=inst.id,
+                    session_id=sess.id,
+                    exit=inst.process.exit_description(),
+                )
                 return None
             if sess.pending:
                 return heapq.heappop(sess.pending)

@@ -123,3 +123,19 @@ def test_socket_timeout_then_close(tmp_path: Path) -> None:
         wait_until(lambda: not rt.instance_pids(), what="timed-out services stopped")
         fe.close_session("f-sleep")
         assert watcher.result()[-1].status.state == types_pb2.Cancelled
+
+
+def test_idle_instance_death_is_noticed(fe: Frontend) -> None:
+    """An idle instance killed by SIGKILL is replaced at once and costs no task an attempt."""
+    fe.create_session("f-idle", APP, min_instances=1)
+    pid = int(fe.run("f-idle", b"pid").spec.output)
+    old = {e.metadata.id for e in fe.executors("f-idle")}
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: {e.metadata.id for e in fe.executors("f-idle")} - old,
+        what="replacement instance for min_instances",
+    )
+    after = fe.run("f-idle", b"pid")
+    assert after.status.state == types_pb2.Succeed and int(after.spec.output) != pid
+    assert not [m for c, m in events(after) if c == 0 and "lost" in m]
+    fe.close_session("f-idle")
