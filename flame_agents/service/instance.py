@@ -59,9 +59,9 @@ class FlameInstance:
         self._loop = EventLoopThread()
         self._session_id: str | None = None
         self._app: str | None = None
-        # flame_agents.cache.ObjectRef of the context, once known. The cache module (and its
-        # pyarrow import) is loaded lazily: a service that never touches its context starts
-        # faster, which matters because Flame starts one process per session binding.
+        # flame_agents.cache.ObjectRef of the context, once known. The cache module (and
+        # pyarrow) is imported only when a context is used, so context-less services start
+        # faster; Flame starts one process per session binding.
         self._ref: Any = None
         # Debug mode has no session and no cache: the context lives in this process.
         self._local_context: Any = None
