@@ -13,13 +13,14 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from flame_agents.errors import ConfigError
 
-__all__ = ["HomeLayout", "HomeLock"]
+__all__ = ["HomeLayout", "HomeLock", "kill_orphans"]
 
 _SUN_PATH_MAX = 107
 """AF_UNIX paths hold 108 bytes including the terminating NUL."""
@@ -77,14 +78,42 @@ class HomeLayout:
     def clear_leftovers(self) -> None:
         """Remove instance sockets and work folders a runtime killed by SIGKILL left behind.
 
-        Only called with the home lock held, so no live instance of this home exists.
+        Only called with the home lock held, so no live runtime of this home exists: any
+        process still serving (or spawned by) one of its instances is an orphan, killed here.
         """
+        kill_orphans(self.sockets)
         for sock in self.sockets.glob("*.sock"):
             with contextlib.suppress(OSError):
                 sock.unlink()
         for folder in self.work.iterdir():
             if folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def kill_orphans(socket_dir: Path) -> int:
+    """SIGKILL processes whose FLAME_INSTANCE_ENDPOINT lies in ``socket_dir``; returns how many.
+
+    Instances die with their runtime (parent-death signal), but processes they spawned do not.
+    The environment variable is inherited, so it identifies them without a pid file that could
+    name a recycled pid. Linux only (``/proc``); elsewhere nothing is done.
+    """
+    marker = f"FLAME_INSTANCE_ENDPOINT={socket_dir}{os.sep}".encode()
+    proc = Path("/proc")
+    killed = 0
+    if not proc.is_dir():
+        return 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue  # gone, or not ours
+        if any(var.startswith(marker) for var in environ.split(b"\0")):
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 class HomeLock:

@@ -90,3 +90,24 @@ def test_store_sequential_ids_and_recovery(tmp_path: Path) -> None:
         assert [e.code for e in reopened.events("a", 2)] == [0, 1, 0]
     finally:
         reopened.close()
+
+
+def test_kill_orphans_targets_only_this_homes_instances(tmp_path: Path) -> None:
+    """Processes whose FLAME_INSTANCE_ENDPOINT lies in the socket folder are killed, others not."""
+    import subprocess
+    import sys
+
+    from flame_agents.runtime._home import kill_orphans
+
+    ours_dir, other_dir = tmp_path / "sock", tmp_path / "other"
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    ours = subprocess.Popen(sleep, env={"FLAME_INSTANCE_ENDPOINT": f"{ours_dir}/a.sock"})
+    other = subprocess.Popen(sleep, env={"FLAME_INSTANCE_ENDPOINT": f"{other_dir}/a.sock"})
+    try:
+        assert kill_orphans(ours_dir) == 1
+        assert ours.wait(timeout=30) == -9
+        assert other.poll() is None
+    finally:
+        for p in (ours, other):
+            p.kill()
+            p.wait()
