@@ -1,0 +1,40 @@
+"""A ``flamepy.core`` FlameService speaking raw bytes, launched by the runtime under test.
+
+Replies ``b"echo:<input>|cd=<common_data>"``; the input ``b"none"`` returns no output and
+``b"fail:<text>"`` raises with ``<text>``, so clients can check both paths of the shim.
+"""
+
+from __future__ import annotations
+
+import flamepy
+from flamepy.core import FlameService, SessionContext, TaskContext
+
+
+class RawEcho(FlameService):
+    """Echo the task input together with the session's common_data."""
+
+    def __init__(self) -> None:
+        self._common_data: bytes | None = None
+        self._session_id = ""
+
+    def on_session_enter(self, context: SessionContext) -> None:
+        self._common_data = context.common_data()
+        self._session_id = context.session_id
+
+    def on_task_invoke(self, context: TaskContext) -> bytes | None:
+        data = context.input or b""
+        if data == b"none":
+            return None
+        if data.startswith(b"fail:"):
+            raise RuntimeError(data[len(b"fail:") :].decode())
+        if data == b"whoami":
+            return f"{self._session_id}/{context.session_id}/{context.task_id}".encode()
+        cd = b"<none>" if self._common_data is None else self._common_data
+        return b"echo:" + data + b"|cd=" + cd
+
+    def on_session_leave(self) -> None:
+        self._common_data = None
+
+
+if __name__ == "__main__":
+    flamepy.run(RawEcho())

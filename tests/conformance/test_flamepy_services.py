@@ -1,0 +1,83 @@
+"""flamepy 0.6.0 services launched by our runtime: FlameInstance with context, failures (§3, §8.5).
+
+The failing-``on_session_enter`` service pins the bind-failure path of §2.6: session events 1001
+with the service's text, a single 1002 at the retry limit, tasks left pending, and a close that
+ends everything without hanging.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import CTX_APP, ENTER_FAILS_APP, Flamepy, eventually
+
+pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("apps")]
+
+ENTER_FAILURE_TEXT = "enter refused by conformance service"  # services/enter_fails.py
+
+
+def test_flamepy_instance_context_and_update_context(flamepy: Flamepy) -> None:
+    """A FlameInstance reads the session context, update_context persists it for the next task."""
+    res = flamepy("service_context", app=CTX_APP, texts=["a", "b", "c"])
+    assert [(r["text"], r["count"]) for r in res["replies"]] == [("A", 2), ("B", 3), ("C", 4)]
+    assert res["remote"] == ["seed", "a", "b", "c"], "the service sees its own updates"
+    assert res["local"] == ["seed", "a", "b", "c"], "the client sees the service's updates"
+    assert res["none"] is None
+    assert res["info"]["state"] == "CLOSED"
+    assert res["info"]["succeed"] == 5
+
+
+def test_flamepy_instance_without_context(flamepy: Flamepy) -> None:
+    """A FlameInstance session created without ctx has no context on either side."""
+    res = flamepy("service_without_context", app=CTX_APP)
+    assert res["append"]["ok"] is True
+    assert res["append"]["value"]["count"] == 1
+    assert res["context"] is None
+    assert res["local"] is None
+
+
+def test_flamepy_instance_failure_text_and_recovery(flamepy: Flamepy) -> None:
+    """An entrypoint exception reaches the flamepy client as text; the session keeps working."""
+    res = flamepy("service_failure", app=CTX_APP, text="bad request: 7 is odd")
+    assert res["failed"]["ok"] is False
+    assert "bad request: 7 is odd" in res["failed"]["error"]["message"]
+    assert res["after"]["count"] == 1
+    assert [t["state"] for t in res["tasks"]] == ["FAILED", "SUCCEED"]
+
+
+def test_flamepy_instance_reopened_by_session_id(flamepy: Flamepy) -> None:
+    """flamepy.service.Session(session_id=...) reopens a session and sees the same context."""
+    res = flamepy("service_open_by_id", app=CTX_APP)
+    assert res["reply"]["count"] == 3
+    assert res["context"] == ["a", "b", "c"]
+
+
+def _codes(info: dict[str, Any], code: int) -> list[dict[str, Any]]:
+    return [e for e in info["events"] if e["code"] == code]
+
+
+def test_session_enter_failure_events_pending_tasks_and_close(
+    flamepy: Flamepy, runtime: Any
+) -> None:
+    """A failing on_session_enter gives 1001s with its text, one 1002, pending tasks, clean end."""
+    res = flamepy("enter_fails", app=ENTER_FAILS_APP, want_code=1002)
+    info = res["info"]
+    binds = _codes(info, 1001)
+    limits = _codes(info, 1002)
+    assert binds, f"no 1001 event: {info['events']}"
+    for event in binds:
+        assert ENTER_FAILURE_TEXT in (event["message"] or ""), event
+        assert res["id"] in event["message"], "the service's own text includes the session id"
+    assert len(limits) == 1, f"expected one 1002 event: {info['events']}"
+    assert info["events"][-1]["code"] == 1002, "1002 comes after the last bind failure"
+    assert info["state"] == "OPEN", "a session at its retry limit stays open"
+    assert res["task"]["state"] == "PENDING" and info["pending"] == 1
+    assert res["pending_before_close"] is True
+    closed = res["closed"]
+    assert closed["state"] == "CLOSED"
+    assert len(_codes(closed, 1001)) == len(binds), "no bind attempts after the retry limit"
+    fut = res["future"]
+    assert fut["ok"] is False, "the never-run task cannot succeed"
+    assert fut["error"]["type"] != "Timeout", "the waiting flamepy future must resolve on close"
+    eventually(lambda: not runtime.instance_pids(), what="every instance process to exit")
