@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flame_agents.cli import _client, app_yaml
 from flame_agents.cli._client import connection
@@ -21,6 +21,9 @@ from flame_agents.types import (
     ResourceRequirement,
     SessionInfo,
 )
+
+if TYPE_CHECKING:  # the client stack is imported only when a verb connects
+    from flame_agents.core import Connection
 
 __all__ = ["add_parsers"]
 
@@ -129,7 +132,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _view_application(conn: Any, name: str, output: str) -> None:
+def _view_application(conn: Connection, name: str, output: str) -> None:
     app: Application | None = conn.get_application(name)
     if app is None:
         raise NotFoundError(
@@ -148,7 +151,7 @@ def _view_application(conn: Any, name: str, output: str) -> None:
     )
 
 
-def _view_task(conn: Any, session_id: str, task_id: str, output: str) -> None:
+def _view_task(conn: Connection, session_id: str, task_id: str, output: str) -> None:
     task = conn.get_task(session_id, task_id)
     if output == "json":
         print_json(task)
@@ -167,7 +170,7 @@ def _view_task(conn: Any, session_id: str, task_id: str, output: str) -> None:
     )
 
 
-def _view_session(conn: Any, session_id: str, output: str) -> None:
+def _view_session(conn: Connection, session_id: str, output: str) -> None:
     info: SessionInfo = conn.get_session(session_id)
     tasks = sorted(conn.list_tasks(session_id), key=lambda t: int(t.id))
     if output == "json":
