@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bson
 import pyarrow as pa
 import pyarrow.flight as flight
+
+from flame_agents.runtime.cache_server import CacheServer
 
 OPAQUE = pa.schema([pa.field("version", pa.uint64()), pa.field("data", pa.binary())])
 
@@ -64,3 +67,7 @@ def rows(table: pa.Table) -> list[tuple[int, str, bytes]]:
             strict=True,
         )
     )
+
+
+ServerFactory = Callable[..., CacheServer]
+"""The ``start_server`` fixture: starts a cache server (root, options) stopped at teardown."""

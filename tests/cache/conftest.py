@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.flight as flight
 import pytest
+from cache_wire_helpers import ServerFactory
 
 from flame_agents import cache
 from flame_agents.runtime.cache_server import CacheServer
-
-ServerFactory = Callable[..., CacheServer]
 
 
 @pytest.fixture

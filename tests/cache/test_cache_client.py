@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from conftest import ServerFactory
+from cache_wire_helpers import ServerFactory
 
 from flame_agents import cache
 from flame_agents.cache._codec import decode_data, encode_data

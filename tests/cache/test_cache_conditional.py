@@ -8,8 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from cache_wire_helpers import get, put_cmd, put_path, rows
-from conftest import ServerFactory
+from cache_wire_helpers import ServerFactory, get, put_cmd, put_path, rows
 
 from flame_agents import cache
 from flame_agents.errors import CommitConflictError, InvalidArgumentError, ObjectNotFoundError

@@ -10,8 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from cache_wire_helpers import get, put, put_cmd, put_path, rows
-from conftest import ServerFactory
+from cache_wire_helpers import ServerFactory, get, put, put_cmd, put_path, rows
 
 from flame_agents.errors import CacheError
 from flame_agents.runtime.cache_files import write_opaque
