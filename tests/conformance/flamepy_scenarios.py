@@ -335,6 +335,30 @@ def watch_terminal(app: str) -> dict[str, Any]:
 
 
 @scenario
+def watch_unknown(app: str) -> dict[str, Any]:
+    ssn = flamepy.create_session(app)
+    out = {
+        "unknown_task": attempt(lambda: [t.id for t in ssn.watch_task("99", timeout=WAIT)]),
+        "get_unknown_task": attempt(lambda: ssn.get_task("99").id),
+    }
+    ssn.close()
+    return out
+
+
+@scenario
+def cluster_views(app: str) -> dict[str, Any]:
+    ssn = flamepy.create_session(app)
+    value = outcome(ssn.run(b"bound"))
+    executors = [
+        {"id": e.metadata.id, "state": e.status.state, "session_id": e.status.session_id}
+        for e in flamepy.list_executors()
+    ]
+    nodes = [{"name": n.metadata.name, "state": n.status.state} for n in flamepy.list_nodes()]
+    ssn.close()
+    return {"id": ssn.id, "value": value, "executors": executors, "nodes": nodes}
+
+
+@scenario
 def ping(app: str, count: int) -> dict[str, Any]:
     info = flamepy.get_application(app)
     ssn = flamepy.create_session(app)

@@ -262,3 +262,18 @@ def test_flmping_is_preregistered_and_answers(flamepy: Flamepy) -> None:
     res = flamepy("ping", app="flmping", count=3)
     assert res["app"] is not None and res["app"]["name"] == "flmping"
     assert all(r["ok"] for r in res["results"]), res["results"]
+
+
+def test_watch_or_get_of_unknown_task_fails(flamepy: Flamepy) -> None:
+    """WatchTask/GetTask of an unknown task raise instead of ending silently (a kept fix)."""
+    res = flamepy("watch_unknown", app=RAW_APP)
+    assert res["unknown_task"]["ok"] is False, "Flame ends the stream silently; we answer NOT_FOUND"
+    assert res["get_unknown_task"]["ok"] is False
+
+
+def test_list_executors_and_nodes(flamepy: Flamepy) -> None:
+    """list_executors shows the instance bound to a busy session; list_nodes shows a Ready node."""
+    res = flamepy("cluster_views", app=RAW_APP)
+    assert res["value"]["ok"] is True
+    assert res["id"] in [e["session_id"] for e in res["executors"]]
+    assert res["nodes"] and all(n["state"] == 1 for n in res["nodes"]), res["nodes"]

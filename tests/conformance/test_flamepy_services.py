@@ -7,10 +7,11 @@ ends everything without hanging.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CTX_APP, ENTER_FAILS_APP, Flamepy, eventually
+from conftest import CTX_APP, ENTER_FAILS_APP, RAW_APP, Flamepy, eventually
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("apps")]
 
@@ -81,3 +82,28 @@ def test_session_enter_failure_events_pending_tasks_and_close(
     assert fut["ok"] is False, "the never-run task cannot succeed"
     assert fut["error"]["type"] != "Timeout", "the waiting flamepy future must resolve on close"
     eventually(lambda: not runtime.instance_pids(), what="every instance process to exit")
+
+
+def test_instance_crash_mid_task_is_redispatched(flamepy: Flamepy, flamepy_home: Path) -> None:
+    """A task whose instance dies runs again on a fresh instance, and the session keeps working."""
+    marker = flamepy_home / "crashed-once"
+    res = flamepy(
+        "create_and_invoke",
+        app=RAW_APP,
+        common_data=b"R",
+        inputs=[b"crash-once:" + str(marker).encode(), b"after"],
+    )
+    assert marker.exists(), "the first attempt really crashed"
+    assert res["outputs"] == [
+        {"ok": True, "value": b"echo:crash-once:" + str(marker).encode() + b"|cd=R"},
+        {"ok": True, "value": b"echo:after|cd=R"},
+    ]
+
+
+def test_instance_that_always_crashes_fails_only_its_task(flamepy: Flamepy) -> None:
+    """A task that kills every instance fails with a message; later tasks of the session succeed."""
+    res = flamepy("create_and_invoke", app=RAW_APP, common_data=None, inputs=[b"crash", b"ok"])
+    crashed, after = res["outputs"]
+    assert crashed["ok"] is False
+    assert "without error message" not in crashed["error"]["message"], crashed
+    assert after == {"ok": True, "value": b"echo:ok|cd=<none>"}, "no poisoned executor (Flame bug)"

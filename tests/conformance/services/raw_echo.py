@@ -2,9 +2,13 @@
 
 Replies ``b"echo:<input>|cd=<common_data>"``; the input ``b"none"`` returns no output and
 ``b"fail:<text>"`` raises with ``<text>``, so clients can check both paths of the shim.
+``b"crash"`` kills the process mid-task, and ``b"crash-once:<path>"`` does so only while
+``<path>`` does not exist yet (creating it first), to exercise the runtime's recovery.
 """
 
 from __future__ import annotations
+
+import os
 
 import flamepy
 from flamepy.core import FlameService, SessionContext, TaskContext
@@ -27,6 +31,14 @@ class RawEcho(FlameService):
             return None
         if data.startswith(b"fail:"):
             raise RuntimeError(data[len(b"fail:") :].decode())
+        if data == b"crash":
+            os._exit(3)
+        if data.startswith(b"crash-once:"):
+            marker = data[len(b"crash-once:") :].decode()
+            if not os.path.exists(marker):
+                with open(marker, "w"):
+                    pass
+                os._exit(3)
         if data == b"whoami":
             return f"{self._session_id}/{context.session_id}/{context.task_id}".encode()
         cd = b"<none>" if self._common_data is None else self._common_data
