@@ -212,19 +212,24 @@ def test_instance_logs_bind_session_task_and_app(apps: LocalRuntime) -> None:
 
 
 def test_patch_bytes_per_invocation_do_not_grow_with_history(apps: LocalRuntime) -> None:
-    """The patches committed per invocation are the same size at 1k and 50k messages."""
+    """Patch payloads and patch files on disk are the same size at 1k and 50k messages."""
 
-    def patch_sizes(size: int) -> list[int]:
+    def sizes(size: int) -> tuple[list[int], list[int]]:
         ctx = CounterContext(added=History(range(size)))
         with AgentSession("counter", ctx=ctx, agent=CounterAgent) as s:
             for _ in range(20):
                 s.invoke(Add(n=7))
             raw = fetch_raw(ObjectRef(s.ref.endpoint, s.ref.key, 0))
-            return [len(data) for _, data in raw.patches][-15:]
+            payloads = [len(data) for _, data in raw.patches][-15:]
+            app, sid, object_id = s.ref.key.split("/")
+            deltas = apps.home / "cache" / app / sid / f"{object_id}.deltas"
+            files = sorted(deltas.iterdir(), key=lambda p: int(p.stem))
+            return payloads, [p.stat().st_size for p in files][-15:]
 
-    small, large = patch_sizes(1_000), patch_sizes(50_000)
-    assert max(large) - min(small) <= 8  # only the digits of the running count differ
-    assert max(large) < 400
+    (small, small_disk), (large, large_disk) = sizes(1_000), sizes(50_000)
+    # Only the digits of the running count differ between the two sessions.
+    assert max(large) - min(small) <= 8 and max(large) < 400
+    assert max(large_disk) - min(small_disk) <= 64
 
 
 def test_reply_type_is_imported_by_name(apps: LocalRuntime) -> None:
