@@ -288,6 +288,28 @@ def open_spec_mismatch(app: str, other_app: str) -> dict[str, Any]:
                 flamepy.open_session(ssn.id, SessionAttributes(application=app, max_instances=2)).id
             )
         ),
+        "resreq": attempt(
+            lambda: (
+                flamepy.open_session(
+                    ssn.id,
+                    SessionAttributes(
+                        application=app,
+                        resreq=flamepy.ResourceRequirement.from_string("cpu=3,mem=2g"),
+                    ),
+                ).id
+            )
+        ),
+        "default_resreq_matches": attempt(
+            lambda: (
+                flamepy.open_session(
+                    ssn.id,
+                    SessionAttributes(
+                        application=app,
+                        resreq=flamepy.ResourceRequirement.from_string("cpu=1,mem=1g"),
+                    ),
+                ).id
+            )
+        ),
         "common_data_ignored": attempt(
             lambda: (
                 flamepy.open_session(

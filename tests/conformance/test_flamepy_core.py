@@ -157,14 +157,15 @@ def test_open_session_creates_if_absent(flamepy: Flamepy) -> None:
 
 
 def test_open_session_spec_mismatch_is_invalid_argument(flamepy: Flamepy) -> None:
-    """open_session with a spec differing in app/min/max instances raises INVALID_ARGUMENT."""
+    """open_session with a spec differing in app/resreq/min/max raises INVALID_ARGUMENT."""
     res = flamepy("open_spec_mismatch", app=RAW_APP, other_app="conf-flamepy-ctx")
-    for field in ("application", "min_instances", "max_instances"):
+    for field in ("application", "min_instances", "max_instances", "resreq"):
         out = res[field]
         assert out["ok"] is False, field
         assert out["error"]["code"] == "INVALID_ARGUMENT", out
         assert "mismatch" in out["error"]["message"], out
     assert res["common_data_ignored"]["ok"] is True
+    assert res["default_resreq_matches"]["ok"] is True, "the resolved default is cpu=1,mem=1g"
 
 
 def test_open_unknown_session_is_not_found(flamepy: Flamepy) -> None:
