@@ -147,6 +147,11 @@ class Journal:
         self.patches += 1
         return True
 
+    def apply_stored(self, patches: Iterable[tuple[int, bytes]]) -> None:
+        """Apply stored ``(version, patch bytes)`` pairs in order."""
+        for version, data in patches:
+            self.apply(decode_patch(data, version=version), version)
+
     def copy(self) -> Journal:
         """A deep copy (the tails are mutable)."""
         return copy.deepcopy(self)

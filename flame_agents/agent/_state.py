@@ -25,7 +25,6 @@ from flame_agents.agent._journal import (
     chunk_key,
     decode_base,
     decode_chunk,
-    decode_patch,
     encode_base,
     encode_patch,
     full_log,
@@ -104,8 +103,7 @@ class StateHandle(Generic[C]):
         if fetched.base is None:
             raise CacheError(f"state object {self.key} came back without a base", key=self.key)
         journal = decode_base(fetched.base, version=fetched.base_version)
-        for version, data in fetched.patches:
-            journal.apply(decode_patch(data, version=version), version)
+        journal.apply_stored(fetched.patches)
         self._set_journal(journal)
 
     def refresh(self) -> None:
@@ -120,8 +118,7 @@ class StateHandle(Generic[C]):
         if not fetched.patches:
             return
         journal = self._journal.copy()
-        for version, data in fetched.patches:
-            journal.apply(decode_patch(data, version=version), version)
+        journal.apply_stored(fetched.patches)
         self._set_journal(journal)
 
     def _set_journal(self, journal: Journal) -> None:

@@ -23,7 +23,6 @@ from typing import Any
 
 from flame_agents.agent._agent import Agent
 from flame_agents.agent._journal import KEYS_LOG, chunk_key, decode_base, decode_chunk, full_log
-from flame_agents.agent._journal import decode_patch as _decode_patch
 from flame_agents.agent._store import CacheStore, StateStore
 from flame_agents.errors import InvalidArgumentError
 
@@ -176,8 +175,7 @@ def describe_agent_state(
         journal = decode_base(fetched.base, version=fetched.base_version)
     except Exception:  # a flamepy context object, not an agent state object
         return None
-    for version, data in fetched.patches:
-        journal.apply(_decode_patch(data, version=version), version)
+    journal.apply_stored(fetched.patches)
 
     def read(log: str, index: int) -> list[Any]:
         key = chunk_key(ref.key, journal.gen, log, index)
