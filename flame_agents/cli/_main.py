@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from flame_agents import _logging
-from flame_agents.cli import app_cmds, demo, runtime_cmds
+from flame_agents.cli import agent_support, app_cmds, demo, runtime_cmds
 from flame_agents.errors import FlameAgentsError
 
 __all__ = ["build_parser", "main"]
@@ -51,6 +51,7 @@ def build_parser(prog: str = "flame-agents") -> argparse.ArgumentParser:
     runtime_cmds.add_parsers(verbs)
     app_cmds.add_parsers(verbs)
     demo.add_parser(verbs)
+    agent_support.add_parser(verbs)
     return parser
 
 
@@ -64,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_prog_name())
     try:
         args = parser.parse_args(argv)
-        check = getattr(args, "check", None)
-        if check is not None:  # cross-option rules argparse cannot express (usage errors)
-            check(args)
+        validate = getattr(args, "validate_usage", None)
+        if validate is not None:  # cross-option rules argparse cannot express (usage errors)
+            validate(args)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 for --help
         return exc.code if isinstance(exc.code, int) else 2
     _logging.configure(fmt=args.log_format)

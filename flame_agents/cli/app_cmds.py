@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flame_agents.cli import _client, app_yaml
 from flame_agents.cli._client import connection
+from flame_agents.cli.agent_support import agent_state, print_agent_state, spec_with_agent_schema
 from flame_agents.cli.output import Column, format_time, print_json, print_kv, print_table
 from flame_agents.errors import NotFoundError
 from flame_agents.types import (
@@ -91,7 +92,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
     docs = app_yaml.load_app_file(args.file)
     with connection(args.endpoint) as conn:
         for doc in docs:
-            conn.register_application(doc.name, ApplicationSpec.from_dict(doc.spec))
+            spec = ApplicationSpec.from_dict(spec_with_agent_schema(doc))
+            conn.register_application(doc.name, spec)
             print(f"registered {doc.name}")
     return 0
 
@@ -100,7 +102,8 @@ def _cmd_update(args: argparse.Namespace) -> int:
     docs = app_yaml.load_app_file(args.application)
     with connection(args.endpoint) as conn:
         for doc in docs:
-            conn.update_application(doc.name, ApplicationSpec.from_dict(doc.spec))
+            spec = ApplicationSpec.from_dict(spec_with_agent_schema(doc))
+            conn.update_application(doc.name, spec)
             print(f"updated {doc.name}")
     return 0
 
@@ -173,8 +176,9 @@ def _view_task(conn: Connection, session_id: str, task_id: str, output: str) -> 
 def _view_session(conn: Connection, session_id: str, output: str) -> None:
     info: SessionInfo = conn.get_session(session_id)
     tasks = sorted(conn.list_tasks(session_id), key=lambda t: int(t.id))
+    state = agent_state(info.common_data)
     if output == "json":
-        print_json({"session": info, "tasks": tasks})
+        print_json({"session": info, "tasks": tasks, "agent_state": state})
         return
     print_kv(
         [
@@ -193,6 +197,9 @@ def _view_session(conn: Connection, session_id: str, output: str) -> None:
     )
     print()
     print_table(_TASK_COLUMNS, tasks)
+    if state is not None:
+        print()
+        print_agent_state(state)
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
@@ -288,7 +295,7 @@ def add_parsers(verbs: Any) -> None:
     which.add_argument("-s", "--session", metavar="SSN")
     p.add_argument("-t", "--task", metavar="TASK", help="task id (with -s)")
     _add_output(p)
-    p.set_defaults(func=_cmd_view, check=functools.partial(_check_view, p))
+    p.set_defaults(func=_cmd_view, validate_usage=functools.partial(_check_view, p))
 
     p = verbs.add_parser("create", help="create a session of an application and print its id")
     p.add_argument("-a", "--app", "--application", dest="application", required=True)

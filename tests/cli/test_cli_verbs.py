@@ -124,6 +124,7 @@ def test_view_tasks_of_a_session(runtime: LocalRuntime, cli: Cli) -> None:
         sid = session.id
     view = _json(cli("view", "-s", sid, "-o", "json"))
     assert view["session"]["state"] == "CLOSED"
+    assert view["agent_state"] is None  # not an agent session
     assert [(t["id"], t["state"]) for t in view["tasks"]] == [("1", "SUCCEED")]
     task = _json(cli("view", "-s", sid, "-t", "1", "-o", "json"))
     assert task["state"] == "SUCCEED"
@@ -133,6 +134,24 @@ def test_view_tasks_of_a_session(runtime: LocalRuntime, cli: Cli) -> None:
     assert table.code == 0
     assert any(line.split()[:2] == ["1", "SUCCEED"] for line in table.out.splitlines())
     assert "input:" in cli("view", "-s", sid, "-t", "1").out
+
+
+def test_agent_label_fills_the_schema_at_registration(runtime: LocalRuntime, cli: Cli) -> None:
+    """An app YAML labelled flame-agents.agent=<module>:<Class> is registered with the agent's
+    request/reply/context JSON Schemas."""
+    path = ECHO_YAML.parents[1] / "chat" / "chat-agent.yaml"
+    assert cli("register", "-f", str(path)).out == "registered chat-agent\n"
+    schema = _json(cli("view", "-a", "chat-agent", "-o", "json"))["spec"]["schema"]
+    for part in ("input", "output", "common_data"):
+        assert json.loads(schema[part])["type"] == "object" or "$defs" in json.loads(schema[part])
+    assert "messages" in schema["common_data"]
+
+
+def test_schema_check_reports_up_to_date_example_schemas(cli: Cli) -> None:
+    """schema --check exits 0 when the committed example agent schemas match their classes."""
+    result = cli("schema", "--check")
+    assert result.code == 0, result.err
+    assert "up to date" in result.out
 
 
 def test_list_executors(runtime: LocalRuntime, cli: Cli) -> None:
