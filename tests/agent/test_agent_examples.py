@@ -131,3 +131,43 @@ def test_crawl_survives_kill_9_of_instance_and_runtime(site: DemoSite) -> None:
         view = describe_agent_state(core.get_session(s.id()).common_data)
         assert view is not None and view["context"]["pages"]["length"] == 30
         s.close()
+
+
+def test_chat_agent_uses_an_openai_compatible_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CHAT_API_BASE set, the agent posts the window to /chat/completions."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[dict[str, Any]] = []
+
+    class Fake(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, "auth": self.headers["Authorization"], **body})
+            reply = json.dumps({"choices": [{"message": {"content": "model says hi"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Fake)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("CHAT_API_BASE", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        monkeypatch.setenv("CHAT_API_KEY", "secret")
+        with AgentHarness(ChatAgent, ChatContext(system_prompt="sys")) as h:
+            assert h.invoke(Ask(text="hello")).text == "model says hi"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    (call,) = seen
+    assert call["path"] == "/v1/chat/completions" and call["auth"] == "Bearer secret"
+    assert call["messages"] == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "hello"},
+    ]
