@@ -94,7 +94,12 @@ class AgentHandler:
         if self._compact_every is not None:
             state.compact_every = self._compact_every
         state.load()
-        state.upgrade()
+        try:
+            state.upgrade()
+        except CommitConflictError:
+            # Another instance moved (or upgraded) the state first: upgrade from what it wrote.
+            state.load()
+            state.upgrade()
         self._state = state
         self._agent = self.agent_type()
         self._run_hook("on_session_start", START_KEY)
