@@ -27,6 +27,7 @@ from flame_agents.agent._store import CacheStore
 from flame_agents.errors import (
     FlameAgentsError,
     InvalidArgumentError,
+    NotFoundError,
     TaskFailedError,
 )
 
@@ -70,7 +71,7 @@ class AgentSession(Generic[C]):
         app: Registered application serving the agent (required to create).
         ctx: Initial context (validated); creating without it uses ``context_type()``.
         context_type: The context model (defaults to ``type(ctx)`` or ``agent.context_type``).
-        session_id: Reopen this session, or create it with this id.
+        session_id: Reopen this session; with ``app`` and a context type, create it if missing.
         agent: The agent class, when importable: gives the context and reply types.
         reply_type: The reply model (else taken from ``agent`` or imported by name).
         retry: Client retry policy for retryable failures (same idempotency key).
@@ -101,7 +102,13 @@ class AgentSession(Generic[C]):
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         if ctx is None and session_id is not None:
-            self._session = core.open_session(session_id)
+            try:
+                self._session = core.open_session(session_id)
+            except NotFoundError:
+                if app is None or context_type is None:
+                    raise
+                # Reopen-or-create: a named session that does not exist yet starts fresh.
+                self._session = self._create(app, None, session_id, max_instances)
         else:
             self._session = self._create(app, ctx, session_id, max_instances)
         data = self._session.common_data()

@@ -236,3 +236,12 @@ def test_reply_type_is_imported_by_name(apps: LocalRuntime) -> None:
     """Without agent= the reply type recorded by the instance is imported and validated."""
     with AgentSession("counter", ctx=CounterContext()) as s:
         assert isinstance(s.invoke(Add(n=1)), Total)
+
+
+def test_named_session_is_created_once_then_reopened(apps: LocalRuntime) -> None:
+    """AgentSession(app, session_id=...) creates a missing session and reopens an existing one."""
+    first = AgentSession("counter", session_id="counter-named", agent=CounterAgent)
+    first.invoke(Add(n=4))
+    again = AgentSession("counter", session_id="counter-named", agent=CounterAgent)
+    assert again.invoke(Add(n=1)).count == 5
+    again.close()
