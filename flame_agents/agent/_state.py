@@ -32,7 +32,12 @@ from flame_agents.agent._journal import (
     seal,
 )
 from flame_agents.agent._store import Fetched, StateStore
-from flame_agents.errors import CacheError, CommitConflictError, ContextValidationError
+from flame_agents.errors import (
+    CacheError,
+    CommitConflictError,
+    ContextValidationError,
+    FlameAgentsError,
+)
 
 __all__ = ["DEFAULT_COMPACT_EVERY", "StateHandle", "initial_base"]
 
@@ -277,14 +282,18 @@ class StateHandle(Generic[C]):
         return validated, validated.scalar_state(), appended
 
     def compact(self) -> bool:
-        """Write a new base (sealing full history chunks first); False if the state moved."""
+        """Write a new base (sealing full history chunks first); False if it did not happen.
+
+        Compaction only bounds read cost: when it fails (the state moved, or the cache
+        failed), the committed invocation stands and the next commit tries again.
+        """
         journal = self.journal.copy()
         try:
             self._write_base(journal, expected_version=self.journal.version)
-        except CommitConflictError:
-            # Someone else moved the state; the next refresh reloads it. Nothing was lost:
-            # chunks are immutable and the old base + patches are intact.
-            log.warning("compaction skipped: state moved", key=self.key)
+        except FlameAgentsError as exc:
+            # Nothing was lost: chunks are immutable and the old base + patches are intact;
+            # after a conflict the next refresh reloads what the other writer stored.
+            log.warning("compaction skipped", key=self.key, error=str(exc))
             return False
         return True
 
