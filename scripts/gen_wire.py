@@ -30,7 +30,10 @@ from google.protobuf import descriptor_pool
 POOL = descriptor_pool.DescriptorPool()
 '''
 
-INIT_MODULE = '''"""Generated flame.v1 protobuf and gRPC code. Do not edit: run scripts/gen_wire.py."""
+INIT_MODULE = '''"""Generated flame.v1 protobuf and gRPC code.
+
+Do not edit: run scripts/gen_wire.py.
+"""
 '''
 
 
