@@ -26,7 +26,6 @@ from types import FrameType
 from typing import Any
 
 from flame_agents import embedded
-from flame_agents.cli.runtime_cmds import interpreter_first_on_path
 from flame_agents.config import RuntimeInfo
 from flame_agents.errors import ConfigError, InternalError
 
@@ -185,8 +184,9 @@ def demo_runtime(home: Path) -> Iterator[RuntimeInfo]:
     """Start an embedded runtime on ``home``, point this process and its children at it, and
     stop it (with every instance) on the way out, whatever happened."""
     proc: subprocess.Popen[bytes] | None = None
-    with _patched_environ({"PATH": os.environ.get("PATH", ""), "FLAME_AGENTS_HOME": str(home)}):
-        interpreter_first_on_path()  # restored on the way out with the rest
+    # This Python first on PATH: the shell steps then run the interpreter that has flame_agents.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    with _patched_environ({"PATH": path, "FLAME_AGENTS_HOME": str(home)}):
         try:
             # Inside the try: a Ctrl-C while it starts must still stop it.
             proc, info = embedded.start_runtime(home)

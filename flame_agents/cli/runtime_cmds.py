@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shlex
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from flame_agents.cli.output import print_json, print_kv
 from flame_agents.config import RuntimeInfo, agents_home, read_runtime_info
 from flame_agents.errors import InvalidStateError, NotFoundError
 
-__all__ = ["add_parsers", "interpreter_first_on_path", "runtime_log", "status_dict"]
+__all__ = ["add_parsers", "runtime_log", "status_dict"]
 
 # Also the latency of noticing Ctrl-C / the ready file in the foreground loop.
 _READY_POLL_SECONDS = 0.1
@@ -65,20 +64,9 @@ def _refuse_if_running(home: Path) -> None:
         )
 
 
-def interpreter_first_on_path() -> None:
-    """Put the directory of this Python first on ``PATH`` (inherited by the runtime and so by
-    its instances), so an application's ``command: python`` has flame_agents installed even when
-    the virtual environment is not activated."""
-    bin_dir = str(Path(sys.executable).parent)
-    parts = os.environ.get("PATH", "").split(os.pathsep)
-    if parts[:1] != [bin_dir]:
-        os.environ["PATH"] = os.pathsep.join([bin_dir, *parts])
-
-
 def _cmd_up(args: argparse.Namespace) -> int:
     home = _home(args)
     _refuse_if_running(home)
-    interpreter_first_on_path()
     if args.detach:
         _, info = embedded.start_runtime(
             home,

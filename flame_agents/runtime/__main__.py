@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -45,9 +46,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interpreter_first_on_path() -> None:
+    """Put this Python's folder first on ``PATH``; instances inherit it.
+
+    An application's ``command: python`` then finds the interpreter that has flame_agents
+    installed, however the runtime was started (``up``, a client's embedded default, a test),
+    even when its virtual environment is not activated.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if parts[:1] != [bin_dir]:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *parts])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the runtime; returns the process exit code."""
     args = _parser().parse_args(argv)
+    _interpreter_first_on_path()
     _logging.configure(fmt=args.log_format, level=args.log_level)
     opts = RuntimeOptions(
         home=args.home,
