@@ -7,8 +7,13 @@ table still shows everything that completed), 2 for an unknown scenario name.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 __all__ = ["add_bench_parser", "run_bench"]
@@ -72,13 +77,32 @@ def run_bench(args: argparse.Namespace) -> int:
     use_ray = getattr(args, "ray", None)
     if use_ray is None:
         use_ray = profile.name != "quick"
-    result = run_suite(scenarios, profile, use_ray=use_ray)
+    with _sigterm_as_exit():
+        result = run_suite(scenarios, profile, use_ray=use_ray)
     print(format_table(result))
     out = getattr(args, "out", None)
     if out is not None:
         for note in write_outputs(result, Path(out)):
             print(note, file=sys.stderr)
     return 1 if result.failures else 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit for the run, so the suite's cleanup stops every process it
+    started (runtime, instances, baselines, Ray) instead of the interpreter dying around them."""
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from flame_agents.bench.baselines.grpc_floor import GrpcFloor
 from flame_agents.bench.model import Profile, Row, Skip
+from flame_agents.bench.procs import rss_mib
 from flame_agents.bench.progress import Progress
 
 __all__ = ["BenchContext", "Scenario", "SuiteResult", "run_suite"]
@@ -82,6 +83,8 @@ class BenchContext:
         self._ray: Any = None
         self._ray_checked = False
         self._apps: set[str] = set()
+        self.runtime_rss_at_start = 0.0
+        """RSS (MiB) of our runtime right after it started, for the memory scenario."""
 
     def skip(self, what: str, reason: str) -> None:
         """Record something not measured (shown under the table), once per ``what``."""
@@ -104,6 +107,7 @@ class BenchContext:
             from flame_agents.testing import LocalRuntime
 
             self._runtime = self.stack.enter_context(LocalRuntime(set_env=True))
+            self.runtime_rss_at_start = rss_mib(self._runtime.pid)
         return self._runtime
 
     def register_app(self, name: str, module: str, **spec: Any) -> str:

@@ -16,10 +16,11 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from flame_agents.errors import InternalError
 
-__all__ = ["ReadyProcess", "running", "spawn_ready", "stop_process"]
+__all__ = ["ReadyProcess", "rss_mib", "running", "spawn_ready", "stop_process"]
 
 
 @dataclass
@@ -107,3 +108,15 @@ def running(
         yield child
     finally:
         stop_process(child.proc)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB (psutil when installed, else /proc on Linux)."""
+    try:
+        import psutil
+    except ImportError:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+        raise
+    return float(psutil.Process(pid).memory_info().rss) / (1024.0 * 1024.0)
