@@ -174,6 +174,8 @@ def test_two_instances_of_one_session_keep_one_history(apps: LocalRuntime) -> No
         assert len(set(added)) == len(added) == 80 - len(conflicts)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("kill", [False, True], ids=["graceful", "kill-9"])
 def test_runtime_restart_keeps_sessions(kill: bool) -> None:
     """After the runtime restarts, a session reopens by id with its context and continues."""
