@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
+import runpy
 import shlex
 import signal
 import subprocess
@@ -130,10 +132,43 @@ def reopen_echo_session(ctx: DemoContext) -> None:
     ctx.say(f"closed {session.id()}")
 
 
+# -- the agent examples -------------------------------------------------------------------------
+
+
+def _run_example_client(ctx: DemoContext, folder: str) -> None:
+    """Register ``examples/agents/<folder>``'s app YAML, then run its ``client.py`` as a user
+    would (its folder first on ``sys.path``), showing what it prints."""
+    example = ctx.examples / "agents" / folder
+    (yaml_file,) = sorted(example.glob("*-agent.yaml"))
+    ctx.flmctl("register", "-f", ctx.relative(yaml_file))
+    ctx.say(f"$ python {ctx.relative(example / 'client.py')}")
+    out = io.StringIO()
+    sys.path.insert(0, str(example))
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(str(example / "client.py"), run_name="__main__")
+    finally:
+        sys.path.remove(str(example))
+        for line in out.getvalue().splitlines():
+            ctx.say(line)
+
+
+def chat_agent(ctx: DemoContext) -> None:
+    """A typed chat agent: turns, stored history, reopened by id."""
+    _run_example_client(ctx, "chat")
+
+
+def crawler_agent(ctx: DemoContext) -> None:
+    """A crawler agent whose session keeps the frontier and pages across invocations."""
+    _run_example_client(ctx, "crawler")
+
+
 STEPS: list[Step] = [
     Step("register the echo service (examples/agents/echo/echo-app.yaml)", register_echo),
     Step("invoke echo twice in one session: the count grows", invoke_echo_twice),
     Step("reopen the session by id and read its context", reopen_echo_session),
+    Step("chat agent (examples/agents/chat): typed context and history", chat_agent),
+    Step("crawler agent (examples/agents/crawler): a crawl kept in the session", crawler_agent),
 ]
 """The demo, in order. Append a :class:`Step` to add a scenario."""
 

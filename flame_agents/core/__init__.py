@@ -6,14 +6,8 @@ configured; ``connect()`` gives an explicit :class:`Connection` with the same me
 object cache API of :mod:`flame_agents.cache` is re-exported for flamepy-style imports.
 """
 
-from flame_agents.cache import (
-    ObjectRef,
-    delete_objects,
-    get_object,
-    patch_object,
-    put_object,
-    update_object,
-)
+from typing import TYPE_CHECKING, Any
+
 from flame_agents.core._api import (
     close_session,
     create_session,
@@ -42,6 +36,31 @@ from flame_agents.types import (
     Task,
     TaskState,
 )
+
+if TYPE_CHECKING:
+    from flame_agents.cache import (
+        ObjectRef,
+        delete_objects,
+        get_object,
+        patch_object,
+        put_object,
+        update_object,
+    )
+
+# The cache client loads pyarrow (about half a second); re-export it on first use so commands
+# and services that never touch the cache start quickly.
+_CACHE_NAMES = frozenset(
+    {"ObjectRef", "delete_objects", "get_object", "patch_object", "put_object", "update_object"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CACHE_NAMES:
+        from flame_agents import cache
+
+        return getattr(cache, name)
+    raise AttributeError(f"module 'flame_agents.core' has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
