@@ -451,10 +451,10 @@ def service_context_of(session_id: str) -> Any:
 
 
 @scenario
-def enter_fails(app: str, want_code: int) -> dict[str, Any]:
+def enter_fails(app: str, want_code: int, wait: float = WAIT) -> dict[str, Any]:
     ssn = flamepy.create_session(app)
     fut = ssn.run(b"never runs")
-    deadline = time.monotonic() + WAIT
+    deadline = time.monotonic() + wait
     info = session_json(flamepy.get_session(ssn.id))
     while time.monotonic() < deadline and not any(e["code"] == want_code for e in info["events"]):
         time.sleep(0.2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Flamepy
+from conformance_support import Flamepy
 
 pytestmark = pytest.mark.conformance
 

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import RAW_APP, Flamepy, app_attrs
+from conformance_support import RAW_APP, Flamepy, app_attrs
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("apps")]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import RAW_APP, Flamepy
+from conformance_support import RAW_APP, Flamepy
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("apps")]
 

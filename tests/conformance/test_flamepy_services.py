@@ -7,15 +7,27 @@ ends everything without hanging.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CTX_APP, ENTER_FAILS_APP, RAW_APP, Flamepy, eventually
+from conformance_support import CTX_APP, ENTER_FAILS_APP, RAW_APP, Flamepy, eventually
+
+from flame_agents.testing import LocalRuntime
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("apps")]
 
 ENTER_FAILURE_TEXT = "enter refused by conformance service"  # services/enter_fails.py
+BIND_RETRY_LIMIT = 2
+"""Lower than Flame's default 5 so the bind-failure test pays two service launches, not five."""
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[LocalRuntime]:
+    """This module's runtime, with a bind retry limit of BIND_RETRY_LIMIT."""
+    with LocalRuntime(extra_args=["--bind-retry-limit", str(BIND_RETRY_LIMIT)]) as rt:
+        yield rt
 
 
 def test_flamepy_instance_context_and_update_context(flamepy: Flamepy) -> None:
@@ -62,16 +74,17 @@ def test_session_enter_failure_events_pending_tasks_and_close(
     flamepy: Flamepy, runtime: Any
 ) -> None:
     """A failing on_session_enter gives 1001s with its text, one 1002, pending tasks, clean end."""
-    res = flamepy("enter_fails", app=ENTER_FAILS_APP, want_code=1002)
+    res = flamepy("enter_fails", app=ENTER_FAILS_APP, want_code=1002, wait=80)
     info = res["info"]
     binds = _codes(info, 1001)
     limits = _codes(info, 1002)
-    assert binds, f"no 1001 event: {info['events']}"
+    assert len(binds) == BIND_RETRY_LIMIT, f"one 1001 per attempt: {info['events']}"
     for event in binds:
         assert ENTER_FAILURE_TEXT in (event["message"] or ""), event
         assert res["id"] in event["message"], "the service's own text includes the session id"
     assert len(limits) == 1, f"expected one 1002 event: {info['events']}"
     assert info["events"][-1]["code"] == 1002, "1002 comes after the last bind failure"
+    assert f"{BIND_RETRY_LIMIT}/{BIND_RETRY_LIMIT}" in (limits[0]["message"] or ""), limits
     assert info["state"] == "OPEN", "a session at its retry limit stays open"
     assert res["task"]["state"] == "PENDING" and info["pending"] == 1
     assert res["pending_before_close"] is True

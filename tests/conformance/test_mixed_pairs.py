@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import CTX_APP, OURS_APP, Flamepy
+from conformance_support import CTX_APP, OURS_APP, Flamepy
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("apps")]
 
