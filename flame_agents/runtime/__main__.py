@@ -13,8 +13,11 @@ import sys
 from pathlib import Path
 
 from flame_agents import _logging
-from flame_agents.errors import ConfigError
+from flame_agents.errors import ConfigError, FlameAgentsError
+from flame_agents.runtime._auth import TOKEN_ENV
+from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES
 from flame_agents.runtime._server import RuntimeOptions, serve
+from flame_agents.runtime.cache_server import DEFAULT_MAX_OBJECT_BYTES
 
 __all__ = ["main"]
 
@@ -30,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-port", type=int, default=0, help="cache port (0 = pick a free one)")
     p.add_argument("--log-format", choices=("console", "json"), default="console")
     p.add_argument("--log-level", default="info")
+    _security_options(p)
     p.add_argument("--max-instances", type=int, default=64, help="cap on live instances")
     p.add_argument(
         "--bind-timeout", type=float, default=30.0, help="seconds for a service to bind its socket"
@@ -43,7 +47,62 @@ def _parser() -> argparse.ArgumentParser:
         default=3,
         help="instance losses before a task is failed instead of re-dispatched",
     )
+    p.add_argument(
+        "--task-timeout",
+        type=float,
+        default=None,
+        help="default seconds a task may run before its instance is killed and the task failed "
+        "(default: no limit; the application label flame-agents.task-timeout=<s> overrides it)",
+    )
     return p
+
+
+def _security_options(p: argparse.ArgumentParser) -> None:
+    mib = 1024 * 1024
+    p.add_argument(
+        "--token",
+        default=None,
+        help=f"shared token clients must send (default ${TOKEN_ENV}); prefer the environment "
+        "variable or --token-file: other users can read a process's arguments",
+    )
+    p.add_argument("--token-file", type=Path, default=None, help="read the token from this file")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without a token (trusted networks only)",
+    )
+    p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain (TLS)")
+    p.add_argument("--tls-key", type=Path, default=None, help="PEM private key (TLS)")
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=64 * mib,
+        help="largest Frontend message (task input/output, common data); default 64 MiB",
+    )
+    p.add_argument(
+        "--max-id-bytes",
+        type=int,
+        default=DEFAULT_MAX_ID_BYTES,
+        help=f"longest session id accepted (default {DEFAULT_MAX_ID_BYTES})",
+    )
+    p.add_argument(
+        "--max-object-bytes",
+        type=int,
+        default=DEFAULT_MAX_OBJECT_BYTES,
+        help="largest object or patch the cache accepts in one upload (default 1 GiB)",
+    )
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The token from --token, --token-file or the environment (first one set)."""
+    if args.token:
+        return str(args.token)
+    if args.token_file is not None:
+        try:
+            return args.token_file.read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(f"cannot read --token-file {args.token_file}: {exc}") from exc
+    return os.environ.get(TOKEN_ENV) or None
 
 
 def _interpreter_first_on_path() -> None:
@@ -62,6 +121,21 @@ def _interpreter_first_on_path() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the runtime; returns the process exit code."""
     args = _parser().parse_args(argv)
+    # Everything the runtime and its instances create (database, cache files, logs, sockets)
+    # is private to the user.
+    os.umask(0o077)
+    try:
+        token = _token(args)
+    except ConfigError as exc:
+        print(f"flame-agents runtime: {exc}", file=sys.stderr)
+        return 2
+    if token:
+        # Instances are clients of both servers: they inherit the token from the environment.
+        os.environ[TOKEN_ENV] = token
+    if args.tls_cert is not None and not os.environ.get("FLAME_CA_FILE"):
+        # Instances dial the advertised https:// and grpcs:// endpoints: let them trust this
+        # certificate (it is its own CA when self-signed).
+        os.environ["FLAME_CA_FILE"] = str(args.tls_cert.resolve())
     _interpreter_first_on_path()
     _logging.configure(fmt=args.log_format, level=args.log_level)
     opts = RuntimeOptions(
@@ -73,13 +147,22 @@ def main(argv: list[str] | None = None) -> int:
         bind_timeout=args.bind_timeout,
         bind_retry_limit=max(1, args.bind_retry_limit),
         max_task_attempts=max(1, args.max_task_attempts),
+        token=token,
+        insecure=args.insecure,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        max_message_bytes=max(1024, args.max_message_bytes),
+        max_id_bytes=max(1, args.max_id_bytes),
+        max_object_bytes=max(1, args.max_object_bytes),
+        task_timeout=args.task_timeout if args.task_timeout and args.task_timeout > 0 else None,
     )
     try:
         asyncio.run(serve(opts))
     except ConfigError as exc:
         print(f"flame-agents runtime: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, FlameAgentsError) as exc:
+        # A damaged database or cache file at start-up lands here: its message names the file.
         print(f"flame-agents runtime: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -11,15 +11,21 @@ from flame_agents._wire import types_pb2
 __all__ = [
     "DEFAULT_DELAY_RELEASE",
     "DEFAULT_MAX_INSTANCES",
+    "TASK_TIMEOUT_LABEL",
     "SpecError",
     "builtin_applications",
     "name_error",
+    "task_timeout",
     "with_defaults",
 ]
 
 DEFAULT_MAX_INSTANCES = 1_000_000
 DEFAULT_DELAY_RELEASE = 60
 """Seconds an idle instance stays bound before it is released (Flame's default)."""
+
+TASK_TIMEOUT_LABEL = "flame-agents.task-timeout"
+"""Application label ``flame-agents.task-timeout=<seconds>``: how long one task may run (Flame's
+ApplicationSpec has no field for it). ``0`` disables the runtime's ``--task-timeout`` default."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$")
 
@@ -38,10 +44,29 @@ def name_error(name: str) -> str | None:
     return None
 
 
+def task_timeout(spec: types_pb2.ApplicationSpec) -> float | None:
+    """Seconds from the task-timeout label (0.0 = none); None without it; SpecError if bad."""
+    for label in spec.labels:
+        key, sep, value = label.partition("=")
+        if sep and key.strip() == TASK_TIMEOUT_LABEL:
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1.0
+            if not seconds >= 0 or seconds == float("inf"):
+                raise SpecError(
+                    f"label {label!r}: the task timeout must be a number of seconds >= 0 "
+                    f"(0 = no timeout), e.g. {TASK_TIMEOUT_LABEL}=300"
+                )
+            return seconds
+    return None
+
+
 def with_defaults(spec: types_pb2.ApplicationSpec) -> types_pb2.ApplicationSpec:
     """Validate ``spec`` (raising SpecError) and fill Flame's defaults for absent fields."""
     out = types_pb2.ApplicationSpec()
     out.CopyFrom(spec)
+    task_timeout(out)  # validates the label
     if out.HasField("working_directory"):
         if not out.working_directory:
             out.ClearField("working_directory")

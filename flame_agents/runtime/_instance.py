@@ -38,6 +38,7 @@ __all__ = [
     "InstanceLost",
     "InstanceProcess",
     "LaunchSpec",
+    "TaskTimeout",
     "expand_vars",
 ]
 
@@ -65,6 +66,14 @@ class InstanceLost(Exception):
     def __init__(self, exit_description: str) -> None:
         super().__init__(exit_description)
         self.exit_description = exit_description
+
+
+class TaskTimeout(Exception):
+    """A task ran longer than its timeout; the instance's process group was killed."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"no answer within {timeout:g}s")
+        self.timeout = timeout
 
 
 @dataclass(frozen=True)
@@ -261,10 +270,27 @@ class InstanceProcess:
 
     # -- Instance RPCs ----------------------------------------------------------------------
 
-    async def _call_watched(self, call: asyncio.Future[Any]) -> Any:
-        """Await an RPC while watching the process; raise InstanceLost if it dies first."""
+    async def _call_watched(
+        self, call: asyncio.Future[Any], *, timeout: float | None = None
+    ) -> Any:
+        """Await an RPC while watching the process; raise InstanceLost if it dies first.
+
+        With ``timeout``, a call still unanswered after that many seconds kills the process
+        group (a hung service cannot be trusted with another task) and raises TaskTimeout.
+        """
         assert self._exit_waiter is not None
-        done, _ = await asyncio.wait({call, self._exit_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {call, self._exit_waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            assert timeout is not None
+            self._signal_group(signal.SIGKILL)
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
+                await call
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._exit_waiter), 5)
+            raise TaskTimeout(timeout)
         if call in done:
             try:
                 return call.result()
@@ -310,13 +336,21 @@ class InstanceProcess:
             raise BindError(BIND_ENTER_FAILED, f"on_session_enter failed: {text}")
         self._entered = True
 
-    async def invoke(self, task_id: int, data: bytes | None) -> TaskOutcome:
-        """Call OnTaskInvoke for one task; raises InstanceLost if the process dies meanwhile."""
+    async def invoke(
+        self, task_id: int, data: bytes | None, *, timeout: float | None = None
+    ) -> TaskOutcome:
+        """Call OnTaskInvoke for one task; raises InstanceLost if the process dies meanwhile.
+
+        ``timeout``: seconds the task may run; past it the process group is killed and
+        TaskTimeout raised.
+        """
         assert self._stub is not None
         req = shim_pb2.TaskContext(task_id=str(task_id), session_id=self.spec.session_id)
         if data is not None:
             req.input = data
-        result = await self._call_watched(asyncio.ensure_future(self._stub.OnTaskInvoke(req)))
+        result = await self._call_watched(
+            asyncio.ensure_future(self._stub.OnTaskInvoke(req)), timeout=timeout
+        )
         output = result.output if result.HasField("output") else None
         message = result.message if result.HasField("message") else None
         return TaskOutcome(int(result.return_code), output, message)

@@ -15,7 +15,10 @@ is released for a session with waiting tasks and never steals the slot back.
 Failures: a process that dies mid-task puts its task back to Pending (attempt + 1, event 0)
 for a fresh instance, until ``max_task_attempts`` losses fail it with a clear message. A bind
 failure records session event 1001; after ``bind_retry_limit`` of them one event 1002 pauses
-the session (its tasks stay Pending; closing it still works).
+the session (its tasks stay Pending; closing it still works). A task that runs past its
+timeout (the application's ``flame-agents.task-timeout`` label, else the runtime's
+``task_timeout``) is failed, not retried -- a hung handler would likely hang again -- and its
+instance is killed.
 """
 
 from __future__ import annotations
@@ -25,14 +28,22 @@ import contextlib
 import heapq
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
 from flame_agents.runtime import _store as st
-from flame_agents.runtime._instance import BindError, InstanceLost, InstanceProcess, LaunchSpec
-from flame_agents.runtime._store import SessionRow, Store
+from flame_agents.runtime._apps import TASK_TIMEOUT_LABEL, SpecError, task_timeout
+from flame_agents.runtime._instance import (
+    BindError,
+    InstanceLost,
+    InstanceProcess,
+    LaunchSpec,
+    TaskTimeout,
+)
+from flame_agents.runtime._store import SessionRow, Store, StoreWriteError
 
 __all__ = ["ExecutorView", "Scheduler", "SchedulerOptions"]
 
@@ -66,6 +77,8 @@ class SchedulerOptions:
     """Instance losses after which a task fails instead of being re-dispatched."""
     stop_grace: float = 5.0
     """Seconds between SIGTERM and SIGKILL when stopping an instance."""
+    task_timeout: float | None = None
+    """Default seconds a task may run (None = no limit); an application label overrides it."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,7 @@ class _Instance:
     process: InstanceProcess | None = None
     state: int = EXECUTOR_BINDING
     release: bool = False
+    task_timeout: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None
 
@@ -319,6 +333,7 @@ class Scheduler:
                     stop_grace=opts.stop_grace,
                 )
             )
+            inst.task_timeout = self._task_timeout(app.spec)
             await inst.process.start()
             # An idle instance that dies is noticed at once: its exit wakes the worker.
             inst.process.on_exit(inst.wake.set)
@@ -344,6 +359,15 @@ class Scheduler:
             sess.instances.discard(inst)
             self._forget_if_done(sess)
             self.reconcile()
+
+    def _task_timeout(self, spec: types_pb2.ApplicationSpec) -> float | None:
+        try:
+            seconds = task_timeout(spec)
+        except SpecError:  # registered before the label was validated: use the default
+            seconds = None
+        if seconds is None:
+            seconds = self._opts.task_timeout
+        return seconds or None
 
     def _forget_if_done(self, sess: _Session) -> None:
         if sess.closed and not sess.instances and not sess.running:
@@ -390,36 +414,85 @@ class Scheduler:
         row = self._store.get_task(sid, tid)
         if row is None or row.state != st.PENDING:
             return True
-        self._store.start_task(sid, tid, executor_id=inst.id)
+        await self._write(
+            "start task", lambda: self._store.start_task(sid, tid, executor_id=inst.id)
+        )
         sess.running[tid] = inst
         self._notify(sid, tid)
         try:
-            outcome = await inst.process.invoke(tid, row.input)
+            outcome = await inst.process.invoke(tid, row.input, timeout=inst.task_timeout)
+        except TaskTimeout as exc:
+            timeout = exc.timeout
+            await self._write("fail task", lambda: self._task_timed_out(sess, inst, tid, timeout))
+            return False
         except InstanceLost as lost:
-            self._task_lost(sess, inst, tid, lost.exit_description)
+            text = lost.exit_description
+            await self._write("requeue task", lambda: self._task_lost(sess, inst, tid, text))
             return False
         finally:
             sess.running.pop(tid, None)
             if not sess.running:
                 sess.drained.set()
         if outcome.return_code == 0:
-            self._store.finish_task(
-                sid,
-                tid,
-                state=st.SUCCEED,
-                output=outcome.output,
-                message="Task was completed with state <Succeed>",
-            )
+            state, message = st.SUCCEED, "Task was completed with state <Succeed>"
         else:
-            self._store.finish_task(
-                sid,
-                tid,
-                state=st.FAILED,
-                output=outcome.output,
-                message=outcome.message or f"task failed with return code {outcome.return_code}",
-            )
+            state = st.FAILED
+            message = outcome.message or f"task failed with return code {outcome.return_code}"
+        await self._write(
+            "finish task",
+            lambda: self._store.finish_task(
+                sid, tid, state=state, output=outcome.output, message=message
+            ),
+        )
         self._notify(sid, tid)
         return True
+
+    async def _write(self, what: str, write: Callable[[], None]) -> None:
+        """Run a store write; while the home's disk is full, keep the result and retry.
+
+        A task's answer is never dropped for lack of space: it is committed (and its watchers
+        told) once space returns. When the runtime stops meanwhile the error propagates and the
+        task, still Running in the database, is re-run after the restart (at-least-once).
+        """
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                write()
+                return
+            except StoreWriteError as exc:
+                if self._stopping:
+                    raise
+                if not warned:
+                    _log.error(
+                        "store write failed; retrying until space returns",
+                        what=what,
+                        error=str(exc),
+                    )
+                    warned = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _task_timed_out(self, sess: _Session, inst: _Instance, tid: int, timeout: float) -> None:
+        _log.warning(
+            "task timed out; instance killed",
+            executor_id=inst.id,
+            session_id=sess.id,
+            task_id=tid,
+            timeout=timeout,
+        )
+        self._store.finish_task(
+            sess.id,
+            tid,
+            state=st.FAILED,
+            output=None,
+            message=(
+                f"task {tid} timed out after {timeout:g}s and was not retried; its instance "
+                f"{inst.id} was killed. Raise the limit with the application label "
+                f"{TASK_TIMEOUT_LABEL}=<seconds> (0 = none) or the runtime's --task-timeout"
+            ),
+        )
+        self._notify(sess.id, tid)
 
     def _task_lost(self, sess: _Session, inst: _Instance, tid: int, exit_text: str) -> None:
         sid = sess.id

@@ -15,8 +15,10 @@ import grpc.aio
 from flame_agents._logging import get_logger
 from flame_agents._wire import frontend_pb2_grpc
 from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_info
+from flame_agents.errors import ConfigError
+from flame_agents.runtime import _auth
 from flame_agents.runtime._apps import builtin_applications
-from flame_agents.runtime._frontend import FrontendServicer
+from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
 from flame_agents.runtime._home import HomeLayout, HomeLock
 from flame_agents.runtime._protos import node_name
 from flame_agents.runtime._scheduler import Scheduler, SchedulerOptions
@@ -33,6 +35,7 @@ class RuntimeOptions:
 
     home: Path
     host: str = "127.0.0.1"
+    """Listen address of both servers; anything but loopback needs a token or ``insecure``."""
     port: int = 0
     """Frontend port; 0 picks a free one."""
     cache_port: int = 0
@@ -45,6 +48,23 @@ class RuntimeOptions:
     """Bind failures before a session is paused (event 1002)."""
     max_task_attempts: int = 3
     """Instance losses before a task fails instead of being re-dispatched."""
+    token: str | None = None
+    """Shared token both servers require (``authorization: Bearer <token>``); None = open."""
+    insecure: bool = False
+    """Allow a non-loopback ``host`` without a token."""
+    tls_cert: Path | None = None
+    """PEM certificate chain: with ``tls_key``, both servers speak TLS (https://, grpcs://)."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest Frontend message received or sent (the core client's limit)."""
+    max_id_bytes: int = DEFAULT_MAX_ID_BYTES
+    """Longest session id accepted."""
+    max_object_bytes: int | None = None
+    """Largest cache upload (None = the cache server's default)."""
+    task_timeout: float | None = None
+    """Default seconds a task may run (None = no limit); the application label
+    ``flame-agents.task-timeout`` overrides it."""
 
 
 def _start_cache(layout: HomeLayout, opts: RuntimeOptions) -> object | None:
@@ -53,15 +73,34 @@ def _start_cache(layout: HomeLayout, opts: RuntimeOptions) -> object | None:
     except ImportError:  # the cache is optional for the Frontend to work
         _log.warning("object cache unavailable: flame_agents.runtime.cache_server not importable")
         return None
-    server = CacheServer(layout.cache, host=opts.host, port=opts.cache_port)
+    limits = {} if opts.max_object_bytes is None else {"max_object_bytes": opts.max_object_bytes}
+    server = CacheServer(
+        layout.cache,
+        host=opts.host,
+        port=opts.cache_port,
+        token=opts.token,
+        tls=_auth.load_tls(opts.tls_cert, opts.tls_key),
+        **limits,
+    )
     server.serve_in_background()
     return server
 
 
+def _tighten_permissions(layout: HomeLayout) -> None:
+    """Make files an older runtime (or a wider umask) left in the home private to the owner."""
+    for path in (layout.db, *layout.home.glob("flame.db-*"), layout.lock, layout.logs):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
 async def serve(opts: RuntimeOptions) -> None:
     """Run the runtime until SIGTERM/SIGINT; the home lock must be free (else ConfigError)."""
+    if problem := _auth.bind_error(opts.host, token=opts.token, insecure=opts.insecure):
+        raise ConfigError(problem, host=opts.host)
+    _auth.load_tls(opts.tls_cert, opts.tls_key)  # fail before touching the home
     layout = HomeLayout(opts.home.resolve())
     layout.create()
+    _tighten_permissions(layout)
     lock = HomeLock(layout)
     lock.acquire()
     try:
@@ -77,16 +116,28 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
         store.put_app(name, spec)
     cache = _start_cache(layout, opts)
     cache_endpoint: str | None = getattr(cache, "endpoint", None)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", opts.max_message_bytes),
+            ("grpc.max_send_message_length", opts.max_message_bytes),
+        ],
+        interceptors=[_auth.TokenInterceptor(opts.token)] if opts.token else None,
+    )
+    tls = _auth.load_tls(opts.tls_cert, opts.tls_key)
     try:
-        port = server.add_insecure_port(f"{opts.host}:{opts.port}")
+        if tls is None:
+            port = server.add_insecure_port(f"{opts.host}:{opts.port}")
+        else:
+            credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
+            port = server.add_secure_port(f"{opts.host}:{opts.port}", credentials)
     except RuntimeError as exc:
         raise OSError(f"cannot listen on {opts.host}:{opts.port}: {exc}") from exc
     if port == 0:
         raise OSError(f"cannot listen on {opts.host}:{opts.port} (address in use?)")
     # A wildcard listen address cannot be dialled by clients or instances: advertise loopback.
     advertised = "127.0.0.1" if opts.host in ("0.0.0.0", "", "::") else opts.host
-    endpoint = f"http://{advertised}:{port}"
+    endpoint = f"{'https' if tls else 'http'}://{advertised}:{port}"
     scheduler = Scheduler(
         store,
         SchedulerOptions(
@@ -100,9 +151,11 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             bind_timeout=opts.bind_timeout,
             bind_retry_limit=opts.bind_retry_limit,
             max_task_attempts=opts.max_task_attempts,
+            task_timeout=opts.task_timeout,
         ),
     )
-    frontend_pb2_grpc.add_FrontendServicer_to_server(FrontendServicer(store, scheduler), server)
+    servicer = FrontendServicer(store, scheduler, max_id_bytes=opts.max_id_bytes)
+    frontend_pb2_grpc.add_FrontendServicer_to_server(servicer, server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -16,11 +16,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from flame_agents._wire import types_pb2
+from flame_agents.errors import ConfigError, InternalError
 
 __all__ = [
     "SESSION_CLOSED",
@@ -29,6 +30,7 @@ __all__ = [
     "EventRow",
     "SessionRow",
     "Store",
+    "StoreWriteError",
     "TaskRow",
     "now_ms",
 ]
@@ -85,6 +87,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class StoreWriteError(InternalError):
+    """A commit failed for lack of disk space (or an I/O error); nothing of it was applied."""
+
+
 @dataclass(frozen=True)
 class AppRow:
     """A registered application."""
@@ -134,11 +140,25 @@ class Store:
     """The sqlite-backed state of one runtime home."""
 
     def __init__(self, path: Path) -> None:
+        """Open (or create) the database; ConfigError naming the file if it is damaged."""
+        self._path = path
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=OFF")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            # A damaged file must stop the start-up, never be served (or silently recreated).
+            problems = [str(r[0]) for r in self._db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(problems[:3]))
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(
+                f"runtime database {path} is damaged ({exc}). Restore it from a backup, or "
+                "move it (with its -wal and -shm files) away to start with an empty state",
+                path=str(path),
+            ) from exc
 
     def close(self) -> None:
         """Checkpoint and close the database."""
@@ -146,13 +166,25 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                # sqlite may already have rolled back (SQLITE_FULL): never mask the cause.
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "full" in text or "I/O" in text:
+                raise StoreWriteError(
+                    f"cannot write the runtime database {self._path}: {text}; free disk space "
+                    "under the runtime home (nothing of this request was stored) and retry",
+                    path=str(self._path),
+                ) from exc
             raise
-        self._db.execute("COMMIT")
 
     # -- applications -----------------------------------------------------------------------
 
