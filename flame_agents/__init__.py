@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 from flame_agents.errors import *  # noqa: F403  (the curated API is pinned in tests/test_public_api.py)
 from flame_agents.errors import __all__ as _errors_all
+from flame_agents.types import ResourceRequirement
 
 if TYPE_CHECKING:
     from flame_agents.agent import Agent, AgentSession, ContextModel, History, RetryPolicy
@@ -29,6 +30,7 @@ __all__ = [
     "AgentSession",
     "ContextModel",
     "History",
+    "ResourceRequirement",
     "RetryPolicy",
     "__version__",
 ]
