@@ -140,6 +140,47 @@ def application_lifecycle(name: str, attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 @scenario
+def application_validation(command: str) -> dict[str, Any]:
+    schema = flamepy.ApplicationSchema(
+        input='{"type": "string"}', output='{"type": "object"}', common_data=None
+    )
+    with_schema = attempt(
+        lambda: flamepy.register_application(
+            "conf-schema", flamepy.ApplicationAttributes(command=command, schema=schema)
+        )
+    )
+    got = flamepy.get_application("conf-schema")
+    out = {
+        "with_schema": with_schema,
+        "schema": None
+        if got is None or got.schema is None
+        else {"input": got.schema.input, "output": got.schema.output},
+        "bad_name": attempt(
+            lambda: flamepy.register_application("-bad/name", {"command": command})
+        ),
+        "relative_workdir": attempt(
+            lambda: flamepy.register_application(
+                "conf-relative", {"command": command, "working_directory": "relative/dir"}
+            )
+        ),
+        "bad_schema": attempt(
+            lambda: flamepy.register_application(
+                "conf-bad-schema",
+                flamepy.ApplicationAttributes(
+                    command=command, schema=flamepy.ApplicationSchema(input="{not json")
+                ),
+            )
+        ),
+        "unregister_unknown": attempt(lambda: flamepy.unregister_application("conf-never")),
+    }
+    out["registered"] = sorted(
+        a.name for a in flamepy.list_applications() if a.name.startswith("conf-")
+    )
+    flamepy.unregister_application("conf-schema")
+    return out
+
+
+@scenario
 def get_application(name: str) -> dict[str, Any] | None:
     app = flamepy.get_application(name)
     return None if app is None else app_json(app)

@@ -239,6 +239,17 @@ def test_application_defaults(flamepy: Flamepy) -> None:
     assert got["arguments"] == [] and got["environments"] == {}
 
 
+def test_application_validation(flamepy: Flamepy) -> None:
+    """Schemas round-trip; bad names, relative working dirs and non-JSON schemas are refused."""
+    res = flamepy("application_validation", command="/bin/true")
+    assert res["with_schema"]["ok"] is True
+    assert res["schema"] == {"input": '{"type": "string"}', "output": '{"type": "object"}'}
+    for case in ("bad_name", "relative_workdir", "bad_schema", "unregister_unknown"):
+        assert res[case]["ok"] is False, case
+    assert "conf-relative" not in res["registered"]
+    assert "conf-bad-schema" not in res["registered"]
+
+
 def test_get_unknown_application_is_none(flamepy: Flamepy) -> None:
     """get_application of an unknown name returns None (the server answers NOT_FOUND)."""
     assert flamepy("get_application", name="conf-no-such-app") is None
