@@ -80,11 +80,10 @@ class ResidentMemory:
         """Measure once (memory is not noisy the way latency is)."""
         from flame_agents import core
 
+        runtime_pid = ctx.runtime().pid  # first: starts the runtime when this runs alone
         rows = [
             Row.compare(self.name, "runtime RSS, fresh", ctx.runtime_rss_at_start, "MiB"),
-            Row.compare(
-                self.name, "runtime RSS after the suite", rss_mib(ctx.runtime().pid), "MiB"
-            ),
+            Row.compare(self.name, "runtime RSS after the suite", rss_mib(runtime_pid), "MiB"),
         ]
         ctx.progress.advance()
         app = ctx.register_app(NOOP_APP, NOOP_MODULE)
