@@ -21,10 +21,13 @@ from flame_agents.errors import ConfigError
 
 __all__ = [
     "DEFAULT_CACHE_ENDPOINT",
+    "TOKEN_ENV",
     "Endpoints",
     "GrpcTarget",
     "RuntimeInfo",
     "agents_home",
+    "auth_metadata",
+    "auth_token",
     "flame_yaml_path",
     "grpc_target",
     "read_runtime_info",
@@ -151,6 +154,32 @@ def grpc_target(endpoint: str, *, default_port: int = 8080) -> GrpcTarget:
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     return GrpcTarget(target=f"{host}:{port}", tls=scheme in _TLS_SCHEMES)
+
+
+TOKEN_ENV = "FLAME_AGENTS_TOKEN"
+"""Environment variable holding the shared token, read by the runtime and by clients."""
+
+
+def auth_token() -> str | None:
+    """The shared token to send as ``authorization: Bearer <token>``, or None.
+
+    ``$FLAME_AGENTS_TOKEN``, else ``cluster.token`` of the current context of
+    ``~/.flame/flame.yaml``. Only our runtime checks it (started with a token); Flame ignores it.
+    """
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return token.strip()
+    path = flame_yaml_path()
+    if not path.exists():
+        return None
+    value = (_load_flame_yaml(path).get("cluster") or {}).get("token")
+    return str(value).strip() if value else None
+
+
+def auth_metadata() -> tuple[tuple[str, str], ...]:
+    """gRPC metadata carrying :func:`auth_token`, empty without one."""
+    token = auth_token()
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def agents_home() -> Path:

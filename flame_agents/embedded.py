@@ -63,7 +63,7 @@ def start_runtime(
     """
     home = Path(home).expanduser().resolve()
     logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     log_path = logs / "runtime.log"
     cmd = [
@@ -80,7 +80,8 @@ def start_runtime(
         str(cache_port),
         *extra_args,
     ]
-    with open(log_path, "ab") as log:
+    # The log may hold task errors and paths: private to the user, like the rest of the home.
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ import pyarrow.flight as flight
 from flame_agents.errors import (
     CacheError,
     CommitConflictError,
+    ConfigError,
     FlameAgentsError,
     InvalidArgumentError,
     LimitExceededError,
@@ -48,6 +49,8 @@ def map_flight_error(exc: BaseException, *, op: str, **fields: Any) -> FlameAgen
             fields.setdefault("expected_version", int(conflict.group(1)))
             fields.setdefault("current_version", int(conflict.group(2)))
         return CommitConflictError(message, **fields)
+    if isinstance(exc, flight.FlightUnauthenticatedError):
+        return ConfigError(message, **fields)  # as UNAUTHENTICATED on the Frontend
     if isinstance(exc, (flight.FlightUnavailableError, flight.FlightTimedOutError)):
         return RuntimeUnavailableError(
             f"{message} (is the object cache running and reachable?)", **fields

@@ -18,6 +18,7 @@ import pyarrow.flight as flight
 from flame_agents.cache._codec import is_native, native_version
 from flame_agents.cache._errors import map_flight_error
 from flame_agents.cache._ref import ObjectRef
+from flame_agents.config import auth_metadata
 from flame_agents.errors import CacheError
 
 __all__ = ["Reply", "delete", "get", "put", "reset_clients"]
@@ -39,12 +40,37 @@ def _location(endpoint: str) -> str:
     return endpoint
 
 
+class _AuthMiddleware(flight.ClientMiddleware):  # type: ignore[misc]
+    def __init__(self, headers: dict[str, list[str]]) -> None:
+        super().__init__()
+        self._headers = headers
+
+    def sending_headers(self) -> dict[str, list[str]]:
+        """The ``authorization`` header of the runtime's shared token."""
+        return self._headers
+
+
+class _AuthMiddlewareFactory(flight.ClientMiddlewareFactory):  # type: ignore[misc]
+    """Sends ``authorization: Bearer <token>`` with every Flight call."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        super().__init__()
+        self._headers = {k: [v] for k, v in metadata}
+
+    def start_call(self, info: object) -> flight.ClientMiddleware:
+        """Attach the header to this call."""
+        return _AuthMiddleware(self._headers)
+
+
 def _client(endpoint: str) -> flight.FlightClient:
     location = _location(endpoint)
     with _pool_lock:
         client = _pool.get(location)
         if client is None:
             kwargs: dict[str, object] = {"generic_options": _GRPC_OPTIONS}
+            metadata = auth_metadata()
+            if metadata:
+                kwargs["middleware"] = [_AuthMiddlewareFactory(metadata)]
             ca_file = os.environ.get("FLAME_CA_FILE")
             if location.startswith("grpc+tls://") and ca_file:
                 with open(ca_file, "rb") as handle:

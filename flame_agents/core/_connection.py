@@ -17,7 +17,7 @@ import grpc
 
 from flame_agents._wire import frontend_pb2_grpc
 from flame_agents._wire.errors import map_rpc_error
-from flame_agents.config import DEFAULT_CACHE_ENDPOINT, Endpoints, grpc_target
+from flame_agents.config import DEFAULT_CACHE_ENDPOINT, Endpoints, auth_metadata, grpc_target
 from flame_agents.core import _applications, _sessions, _tasks
 from flame_agents.core._validate import check_session_id, check_task_id
 from flame_agents.errors import ConfigError, InvalidStateError, RuntimeUnavailableError
@@ -49,6 +49,42 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 T = TypeVar("T")
+
+
+if TYPE_CHECKING:
+    _UnaryUnary = grpc.UnaryUnaryClientInterceptor[Any, Any]
+    _UnaryStream = grpc.UnaryStreamClientInterceptor[Any, Any]
+else:
+    _UnaryUnary = grpc.UnaryUnaryClientInterceptor
+    _UnaryStream = grpc.UnaryStreamClientInterceptor
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, base: Any, metadata: tuple[tuple[str, str | bytes], ...]) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata
+        self.credentials = base.credentials
+        self.wait_for_ready = base.wait_for_ready
+        self.compression = base.compression
+
+
+class _AuthInterceptor(_UnaryUnary, _UnaryStream):
+    """Adds ``authorization: Bearer <token>`` to every call (the runtime's shared token)."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: Any) -> _CallDetails:
+        return _CallDetails(details, (*(details.metadata or ()), *self._metadata))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Send the token with a unary call."""
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Send the token with a streaming call (WatchTask, ListTask)."""
+        return continuation(self._details(details), request)
 
 
 class Connection:
@@ -96,7 +132,13 @@ class Connection:
             self._channel = grpc.secure_channel(target.target, credentials, _CHANNEL_OPTIONS)
         else:
             self._channel = grpc.insecure_channel(target.target, _CHANNEL_OPTIONS)
-        self.stub: Any = frontend_pb2_grpc.FrontendStub(self._channel)
+        metadata = auth_metadata()
+        channel = (
+            grpc.intercept_channel(self._channel, _AuthInterceptor(metadata))
+            if metadata
+            else self._channel
+        )
+        self.stub: Any = frontend_pb2_grpc.FrontendStub(channel)
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="flame-agents-watch"
         )

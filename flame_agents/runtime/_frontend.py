@@ -28,15 +28,84 @@ from flame_agents.runtime._apps import SpecError, name_error, with_defaults
 from flame_agents.runtime._scheduler import Scheduler
 from flame_agents.runtime._store import SessionRow, Store
 
-__all__ = ["FrontendServicer"]
+__all__ = ["DEFAULT_MAX_ID_BYTES", "FrontendServicer", "session_id_error"]
 
 _GIB = 1024**3
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+DEFAULT_MAX_ID_BYTES = 512
+"""Longest session id accepted (UTF-8 bytes); ``--max-id-bytes`` changes it."""
+
+_SHOWN_CHARS = 128
+
+
+def _show(value: str) -> str:
+    """``value`` for an error message: as is when short and printable, else a cut repr.
+
+    Error messages travel in a gRPC trailer, which is small: echoing a client's megabyte-long
+    or binary field would turn a clear INVALID_ARGUMENT into a broken reply.
+    """
+    if len(value) <= _SHOWN_CHARS and value.isprintable():
+        return value
+    return f"{value[: _SHOWN_CHARS // 2]!r}... ({len(value)} characters)"
+
+
+def session_id_error(sid: str, *, max_bytes: int = DEFAULT_MAX_ID_BYTES) -> str | None:
+    """Why ``sid`` is not an acceptable session id, or None if it is.
+
+    The rule is the core client's (no path separators, NUL or ``..``: Flame's fs engine makes
+    a directory of the id) plus a length cap and no control characters (ids end up in logs).
+    """
+    if not sid:
+        return "session id must not be empty"
+    size = len(sid.encode("utf-8"))
+    if size > max_bytes:
+        return f"session id is {size} bytes long; the limit is {max_bytes} bytes (--max-id-bytes)"
+    if any(c in sid for c in "/\\") or ".." in sid or not sid.isprintable():
+        return (
+            f"invalid session id {_show(sid)}: it must not contain '/', '\\', '..', "
+            "NUL or other control characters"
+        )
+    return None
+
+
+def _spec_error(spec: types_pb2.ApplicationSpec) -> str | None:
+    """A problem no launch could get past (NUL in an argv or env string, unknown shim), or None."""
+    if spec.shim not in types_pb2.Shim.values():
+        return f"unknown shim {spec.shim}: expected one of {sorted(types_pb2.Shim.keys())}"
+    if spec.HasField("delay_release") and spec.delay_release < 0:
+        return f"delay_release must be >= 0 seconds, got {spec.delay_release}"
+    texts = [("command", spec.command), ("working_directory", spec.working_directory)]
+    texts += [("arguments", a) for a in spec.arguments]
+    texts += [("environments", e.name + e.value) for e in spec.environments]
+    for field, text in texts:
+        if "\x00" in text:
+            return f"{field} must not contain NUL characters"
+    for env in spec.environments:
+        if not env.name or "=" in env.name:
+            return f"invalid environment variable name {_show(env.name)}: empty or contains '='"
+    return None
 
 
 async def _abort(ctx: Ctx, code: grpc.StatusCode, message: str) -> NoReturn:
     await ctx.abort(code, message)
     raise AssertionError("unreachable")  # ctx.abort always raises
+
+
+def _app_name_error(name: str) -> str | None:
+    if len(name) > 253:  # checked first so the message does not echo a huge name
+        return f"invalid application name {_show(name)}: longer than 253 characters"
+    return name_error(name)
+
+
+async def _checked_spec(spec: types_pb2.ApplicationSpec, ctx: Ctx) -> types_pb2.ApplicationSpec:
+    """``spec`` validated and with Flame's defaults, or INVALID_ARGUMENT saying what is wrong."""
+    if problem := _spec_error(spec):
+        await _abort(ctx, grpc.StatusCode.INVALID_ARGUMENT, problem)
+    try:
+        return with_defaults(spec)
+    except SpecError as exc:
+        await _abort(ctx, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
 def _result(message: str | None = None) -> types_pb2.Result:
@@ -72,16 +141,22 @@ def _mismatch(sid: str, have: types_pb2.SessionSpec, want: types_pb2.SessionSpec
     ]
     for name, expected, got in checks:
         if expected != got:
-            return f"session {sid} spec mismatch: {name} differs (expected {expected}, got {got})"
+            return (
+                f"session {sid} spec mismatch: {name} differs "
+                f"(expected {_show(expected)}, got {_show(got)})"
+            )
     return None
 
 
 class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc]
     """All 18 Frontend RPCs over the store and the scheduler."""
 
-    def __init__(self, store: Store, scheduler: Scheduler) -> None:
+    def __init__(
+        self, store: Store, scheduler: Scheduler, *, max_id_bytes: int = DEFAULT_MAX_ID_BYTES
+    ) -> None:
         self._store = store
         self._sched = scheduler
+        self._max_id_bytes = max_id_bytes
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -91,19 +166,25 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
     async def _session(self, sid: str, ctx: Ctx) -> SessionRow:
         row = self._store.get_session(sid)
         if row is None:
-            await _abort(ctx, grpc.StatusCode.NOT_FOUND, f"session {sid} not found")
+            await _abort(ctx, grpc.StatusCode.NOT_FOUND, f"session {_show(sid)} not found")
         return row
 
     async def _task(self, sid: str, task_id: str, ctx: Ctx) -> st.TaskRow:
         try:
             tid = int(task_id)
         except ValueError:
-            await _abort(ctx, grpc.StatusCode.INVALID_ARGUMENT, f"invalid task id {task_id!r}")
+            await _abort(
+                ctx,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"invalid task id {_show(task_id)}: expected a decimal number",
+            )
         await self._session(sid, ctx)
         row = self._store.get_task(sid, tid)
         if row is None:
             await _abort(
-                ctx, grpc.StatusCode.NOT_FOUND, f"task {task_id} of session {sid} not found"
+                ctx,
+                grpc.StatusCode.NOT_FOUND,
+                f"task {_show(task_id)} of session {_show(sid)} not found",
             )
         return row
 
@@ -116,14 +197,11 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         self, request: frontend_pb2.RegisterApplicationRequest, context: Ctx
     ) -> types_pb2.Result:
         """Register a new application (duplicate or bad name -> return_code -1)."""
-        if err := name_error(request.name):
+        if err := _app_name_error(request.name):
             return _result(err)
-        try:
-            spec = with_defaults(request.application)
-        except SpecError as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        spec = await _checked_spec(request.application, context)
         if self._store.get_app(request.name) is not None:
-            return _result(f"application {request.name} already exists")
+            return _result(f"application {_show(request.name)} already exists")
         self._store.put_app(request.name, spec)
         return _result()
 
@@ -132,9 +210,11 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
     ) -> types_pb2.Result:
         """Remove an application with no open sessions (and its closed sessions)."""
         if self._store.get_app(request.name) is None:
-            return _result(f"application {request.name} not found")
+            return _result(f"application {_show(request.name)} not found")
         if n := self._store.open_sessions_of(request.name):
-            return _result(f"application {request.name} has {n} open session(s); close them first")
+            return _result(
+                f"application {_show(request.name)} has {n} open session(s); close them first"
+            )
         for row in self._store.list_sessions(state=st.SESSION_CLOSED):
             if row.application == request.name:
                 self._sched.session_deleted(row.id)
@@ -145,16 +225,15 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         self, request: frontend_pb2.UpdateApplicationRequest, context: Ctx
     ) -> types_pb2.Result:
         """Replace the spec of an application with no open sessions."""
-        if err := name_error(request.name):
+        if err := _app_name_error(request.name):
             return _result(err)
-        try:
-            spec = with_defaults(request.application)
-        except SpecError as exc:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        spec = await _checked_spec(request.application, context)
         if self._store.get_app(request.name) is None:
-            return _result(f"application {request.name} not found")
+            return _result(f"application {_show(request.name)} not found")
         if n := self._store.open_sessions_of(request.name):
-            return _result(f"application {request.name} has {n} open session(s); close them first")
+            return _result(
+                f"application {_show(request.name)} has {n} open session(s); close them first"
+            )
         self._store.put_app(request.name, spec)
         return _result()
 
@@ -165,7 +244,7 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         row = self._store.get_app(request.name)
         if row is None:
             await _abort(
-                context, grpc.StatusCode.NOT_FOUND, f"application {request.name} not found"
+                context, grpc.StatusCode.NOT_FOUND, f"application {_show(request.name)} not found"
             )
         return _protos.application(row)
 
@@ -199,7 +278,9 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         """This machine's node by name (its hostname), or NOT_FOUND."""
         node = _protos.node()
         if request.name and request.name != node.metadata.name:
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"node {request.name} not found")
+            await _abort(
+                context, grpc.StatusCode.NOT_FOUND, f"node {_show(request.name)} not found"
+            )
         return frontend_pb2.GetNodeResponse(node=node)
 
     # -- sessions ---------------------------------------------------------------------------
@@ -207,13 +288,13 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
     async def _create(
         self, sid: str, spec: types_pb2.SessionSpec, context: Ctx
     ) -> types_pb2.Session:
-        if not sid:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "session id must not be empty")
+        if problem := session_id_error(sid, max_bytes=self._max_id_bytes):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         if self._store.get_app(spec.application) is None:
             await _abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
-                f"application {spec.application} not found; register it first",
+                f"application {_show(spec.application)} not found; register it first",
             )
         if spec.HasField("max_instances") and spec.max_instances < spec.min_instances:
             await _abort(
@@ -225,7 +306,9 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         try:
             row = self._store.create_session(sid, spec)
         except sqlite3.IntegrityError:
-            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, f"session {sid} already exists")
+            await _abort(
+                context, grpc.StatusCode.ALREADY_EXISTS, f"session {_show(sid)} already exists"
+            )
         self._sched.session_opened(row)
         return self._session_msg(row)
 
@@ -245,10 +328,12 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         row = self._store.get_session(sid)
         if row is None:
             if not request.HasField("session"):
-                await _abort(context, grpc.StatusCode.NOT_FOUND, f"session {sid} not found")
+                await _abort(context, grpc.StatusCode.NOT_FOUND, f"session {_show(sid)} not found")
             return await self._create(sid, _resolve_spec(request.session), context)
         if row.state != st.SESSION_OPEN:
-            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"session {sid} is not open")
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"session {_show(sid)} is not open"
+            )
         if request.HasField("session"):
             problem = _mismatch(sid, row.spec, _resolve_spec(request.session))
             if problem:
@@ -319,7 +404,7 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
             await _abort(
                 context,
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"Cannot create task in closed session {sid}",
+                f"Cannot create task in closed session {_show(sid)}",
             )
         data = request.task.input if request.task.HasField("input") else None
         task = self._store.create_task(sid, data)

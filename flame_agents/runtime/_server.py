@@ -88,7 +88,13 @@ def _start_cache(layout: HomeLayout, opts: RuntimeOptions) -> object | None:
 
 def _tighten_permissions(layout: HomeLayout) -> None:
     """Make files an older runtime (or a wider umask) left in the home private to the owner."""
-    for path in (layout.db, *layout.home.glob("flame.db-*"), layout.lock, layout.logs):
+    for path in (
+        layout.db,
+        *layout.home.glob("flame.db-*"),
+        layout.lock,
+        layout.logs,
+        *layout.logs.glob("*"),
+    ):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(path, 0o700 if path.is_dir() else 0o600)
 

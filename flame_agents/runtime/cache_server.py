@@ -23,6 +23,7 @@ from flame_agents.errors import (
     CommitConflictError,
     FlameAgentsError,
     InvalidArgumentError,
+    LimitExceededError,
     NotFoundError,
 )
 from flame_agents.runtime.cache_files import FORMAT_ARROW_TABLE, FORMAT_KEY
@@ -37,7 +38,10 @@ from flame_agents.runtime.object_store import (
     ReadReply,
 )
 
-__all__ = ["REPLY_SCHEMA", "CacheServer"]
+__all__ = ["DEFAULT_MAX_OBJECT_BYTES", "REPLY_SCHEMA", "CacheServer"]
+
+DEFAULT_MAX_OBJECT_BYTES = 1024**3
+"""Largest single upload (a base or a patch) accepted; ``--max-object-bytes`` changes it."""
 
 REPLY_SCHEMA = pa.schema(
     [
@@ -77,8 +81,21 @@ def _parse_int(text: str, what: str) -> int:
     return int(text)
 
 
-def _read_upload(reader: Any) -> tuple[pa.Schema, list[pa.RecordBatch]]:
-    batches = [chunk.data for chunk in reader if chunk.data is not None]
+def _read_upload(reader: Any, max_bytes: int) -> tuple[pa.Schema, list[pa.RecordBatch]]:
+    """The uploaded batches; refused as soon as they pass ``max_bytes`` (not after buffering)."""
+    batches: list[pa.RecordBatch] = []
+    size = 0
+    for chunk in reader:
+        if chunk.data is None:
+            continue
+        size += chunk.data.nbytes
+        if size > max_bytes:
+            raise LimitExceededError(
+                f"upload larger than {max_bytes} bytes (the limit); store less per object, or "
+                "start the runtime with a larger --max-object-bytes",
+                limit=max_bytes,
+            )
+        batches.append(chunk.data)
     if not batches:
         raise InvalidArgumentError("No data received")
     return reader.schema, batches
@@ -115,12 +132,31 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
         port: int = 0,
         max_memory: int = DEFAULT_MAX_MEMORY,
         max_patches: int = DEFAULT_MAX_PATCHES,
+        max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+        token: str | None = None,
+        tls: tuple[bytes, bytes] | None = None,
     ) -> None:
+        """Load the store under ``root`` and listen on ``host:port``.
+
+        ``token``: refuse calls without ``authorization: Bearer <token>``. ``tls``: a PEM
+        certificate chain and key; the server then speaks TLS and advertises ``grpcs://``.
+        """
         self.store = ObjectStore(Path(root), max_memory=max_memory, max_patches=max_patches)
-        super().__init__(f"grpc://{host}:{port}")
+        self._max_object_bytes = max_object_bytes
+        middleware = {}
+        if token:
+            from flame_agents.runtime._auth import FlightTokenMiddlewareFactory
+
+            middleware["auth"] = FlightTokenMiddlewareFactory(token)
+        scheme = "grpc+tls" if tls else "grpc"
+        super().__init__(
+            f"{scheme}://{host}:{port}",
+            middleware=middleware or None,
+            tls_certificates=[tls] if tls else None,
+        )
         # A wildcard bind address cannot be dialled: advertise loopback instead.
         advertised = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        self._endpoint = f"grpc://{advertised}:{self.port}"
+        self._endpoint = f"{'grpcs' if tls else 'grpc'}://{advertised}:{self.port}"
         self._thread: threading.Thread | None = None
         self._stopped = False
         _log.info("cache_server_listening", endpoint=self._endpoint, root=str(root))
@@ -153,7 +189,8 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
         writer.write(pa.py_buffer(bson.encode(doc)))
 
     def _location(self) -> flight.Location:
-        return flight.Location(self._endpoint)
+        # pyarrow spells TLS gRPC "grpc+tls"; the advertised endpoint uses Flame's "grpcs".
+        return flight.Location(self._endpoint.replace("grpcs://", "grpc+tls://", 1))
 
     # -- Flight methods -------------------------------------------------------------------
 
@@ -164,7 +201,7 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
                 target = parse_key(
                     "/".join(p.decode("utf-8") for p in descriptor.path), allow_prefix=True
                 )
-                schema, batches = _read_upload(reader)
+                schema, batches = _read_upload(reader, self._max_object_bytes)
                 key, version = self.store.put(target, self._body(schema, batches))
             else:
                 key, version = self._command_put(descriptor.command, reader)
@@ -188,7 +225,7 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
                 "PATCHIF:<version>:<key> or PUTIF:<version>:<key>"
             )
         key = parse_key(rest)
-        schema, batches = _read_upload(reader)
+        schema, batches = _read_upload(reader, self._max_object_bytes)
         if verb == "PUTIF":
             return self.store.put(key, self._body(schema, batches), expected=expected)
         if _is_native(schema):
