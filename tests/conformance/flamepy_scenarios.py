@@ -410,7 +410,8 @@ def watch_unknown(app: str) -> dict[str, Any]:
 
 @scenario
 def cluster_views(app: str) -> dict[str, Any]:
-    ssn = flamepy.create_session(app)
+    # min_instances keeps the instance bound however long the listing takes after the task.
+    ssn = flamepy.create_session(app, min_instances=1)
     value = outcome(ssn.run(b"bound"))
     executors = [
         {"id": e.metadata.id, "state": e.status.state, "session_id": e.status.session_id}
