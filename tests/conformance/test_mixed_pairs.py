@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conformance_support import CTX_APP, OURS_APP, Flamepy
+from conformance_support import CTX_APP, OURS_APP, RAW_APP, Flamepy
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("apps")]
 
@@ -77,3 +77,27 @@ def test_flamepy_reopens_session_served_by_our_instance(flamepy: Flamepy) -> Non
     res = flamepy("service_open_by_id", app=OURS_APP)
     assert res["reply"]["count"] == 3
     assert res["context"] == ["a", "b", "c"]
+
+
+def test_our_core_client_continues_a_flamepy_session(flamepy: Flamepy, runtime: Any) -> None:
+    """Our core client reopens a session flamepy created and sees flamepy's tasks and data."""
+    from flame_agents import core
+    from flame_agents.types import SessionState, TaskState
+
+    sid = "conf-raw-from-flamepy"
+    made = flamepy("open_create_if_absent", app=RAW_APP, session_id=sid)
+    assert made["result"]["ok"] is True
+    ssn = core.open_session(sid)
+    try:
+        assert ssn.invoke(b"ours", timeout=60) == b"echo:ours|cd=SPEC"
+        info = core.get_session(sid)
+        assert info.application == RAW_APP and info.state == SessionState.OPEN
+        assert info.common_data == b"SPEC" and info.succeed == 2
+        tasks = sorted(ssn.list_tasks(), key=lambda t: int(t.id))
+        assert [(t.id, t.state, t.input) for t in tasks] == [
+            ("1", TaskState.SUCCEED, b"hi"),
+            ("2", TaskState.SUCCEED, b"ours"),
+        ]
+    finally:
+        ssn.close()
+    assert core.get_session(sid).state == SessionState.CLOSED
