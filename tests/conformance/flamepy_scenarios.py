@@ -313,6 +313,21 @@ def open_existing_by_id(session_id: str) -> dict[str, Any]:
 
 
 @scenario
+def open_ids(app: str, ids: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for sid in ids:
+
+        def create_and_close(sid: str = sid) -> str:
+            ssn = flamepy.open_session(sid, SessionAttributes(application=app))
+            same = flamepy.get_session(sid).id
+            ssn.close()
+            return same
+
+        out[sid] = attempt(create_and_close)
+    return out
+
+
+@scenario
 def open_spec_mismatch(app: str, other_app: str) -> dict[str, Any]:
     ssn = flamepy.create_session(app)
     out = {

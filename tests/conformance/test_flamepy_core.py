@@ -168,6 +168,17 @@ def test_open_session_spec_mismatch_is_invalid_argument(flamepy: Flamepy) -> Non
     assert res["default_resreq_matches"]["ok"] is True, "the resolved default is cpu=1,mem=1g"
 
 
+def test_session_ids_chosen_by_the_client(flamepy: Flamepy) -> None:
+    """Client-chosen ids with spaces, non-ASCII or 300 characters work; a '/' is refused."""
+    ok_ids = ["conf raw spaces", "conf-ünïcode", "c" * 300]
+    res = flamepy("open_ids", app=RAW_APP, ids=[*ok_ids, "conf/slash"])
+    for sid in ok_ids:
+        assert res[sid] == {"ok": True, "value": sid}, sid
+    # A kept deviation (docs/flame-cluster.md): ids become cache key parts and file names.
+    assert res["conf/slash"]["ok"] is False
+    assert res["conf/slash"]["error"]["code"] == "INVALID_ARGUMENT"
+
+
 def test_open_unknown_session_is_not_found(flamepy: Flamepy) -> None:
     """open_session of a missing id without a spec raises NOT_FOUND."""
     res = flamepy("open_not_found", session_id="conf-raw-missing")
