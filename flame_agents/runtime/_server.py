@@ -20,6 +20,7 @@ from flame_agents.runtime import _auth
 from flame_agents.runtime._apps import builtin_applications
 from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
 from flame_agents.runtime._home import HomeLayout, HomeLock
+from flame_agents.runtime._malformed import MalformedRequestInterceptor
 from flame_agents.runtime._protos import node_name
 from flame_agents.runtime._scheduler import Scheduler, SchedulerOptions
 from flame_agents.runtime._store import Store
@@ -128,7 +129,11 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             ("grpc.max_receive_message_length", opts.max_message_bytes),
             ("grpc.max_send_message_length", opts.max_message_bytes),
         ],
-        interceptors=[_auth.TokenInterceptor(opts.token)] if opts.token else None,
+        # The token check runs first: an unauthenticated caller learns nothing about parsing.
+        interceptors=[
+            *([_auth.TokenInterceptor(opts.token)] if opts.token else []),
+            MalformedRequestInterceptor(),
+        ],
     )
     tls = _auth.load_tls(opts.tls_cert, opts.tls_key)
     try:
