@@ -1,4 +1,7 @@
-"""Shared fixtures: ``runtime``, one embedded runtime per test module (a LocalRuntime)."""
+"""Shared fixtures: ``runtime``, one embedded runtime per test module (a LocalRuntime).
+
+Option ``--long``: the long profile of the fault and load tests (more repetitions, bigger load).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,16 @@ from collections.abc import Iterator
 import pytest
 
 from flame_agents.testing import LocalRuntime
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register ``--long`` (fault and load tests: the long profile)."""
+    parser.addoption(
+        "--long",
+        action="store_true",
+        default=False,
+        help="fault and load tests: more repetitions and the 200 x 50 load profile",
+    )
 
 
 @pytest.fixture(scope="module")
