@@ -193,3 +193,40 @@ def test_public_host_with_token_or_insecure(
                     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
                 else:
                     assert frontend_healthy(stub)
+
+
+def test_seed_example_runs_with_a_token(guarded: LocalRuntime) -> None:
+    """The seed echo example works against a token-protected runtime: the client sends the
+    token, and the service instance (a cache client for its context) inherits it."""
+    echo = Path(__file__).resolve().parents[2] / "examples" / "agents" / "echo"
+    env = {**os.environ, **guarded.env(), "FLAME_AGENTS_TOKEN": TOKEN}
+    spec = {
+        "command": sys.executable,
+        "arguments": [str(echo / "echo_service.py")],
+        "working_directory": str(echo),
+        "delay_release": 1,
+    }
+    with token_env(TOKEN), core.connect(guarded.endpoint) as conn:
+        conn.register_application("sec-echo", spec)
+    client = (echo / "client.py").read_text().replace('"echo-app"', '"sec-echo"')
+    proc = subprocess.run(
+        [sys.executable, "-c", client],
+        cwd=echo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:2] == ["HELLO", "1"]
+    env.pop("FLAME_AGENTS_TOKEN")
+    refused = subprocess.run(
+        [sys.executable, "-c", client],
+        cwd=echo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0
+    assert "FLAME_AGENTS_TOKEN" in refused.stderr
