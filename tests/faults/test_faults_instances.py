@@ -108,16 +108,18 @@ def test_runtime_default_timeout_and_label_override() -> None:
     with LocalRuntime(extra_args=["--task-timeout", "0.5"]):
         register_behave("f-default")
         register_behave("f-unlimited", labels=["flame-agents.task-timeout=0"])
-        with core.create_session("f-default") as session:
-            with pytest.raises(TaskFailedError, match="timed out after 0.5s"):
-                session.invoke(b"sleep:300")
+        with (
+            core.create_session("f-default") as session,
+            pytest.raises(TaskFailedError, match=r"timed out after 0\.5s"),
+        ):
+            session.invoke(b"sleep:300")
         with core.create_session("f-unlimited") as session:
             assert session.invoke(b"sleep:1.5") == b"slept"
 
 
 def test_malformed_timeout_label_is_refused(rt: LocalRuntime) -> None:
     """Registering a non-numeric task timeout is refused with a message naming the label."""
-    with pytest.raises(InvalidArgumentError, match="flame-agents.task-timeout=soon"):
+    with pytest.raises(InvalidArgumentError, match=r"flame-agents\.task-timeout=soon"):
         register_behave("f-bad-label", labels=["flame-agents.task-timeout=soon"])
 
 

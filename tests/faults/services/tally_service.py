@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from faultagents import TallyAgent  # noqa: E402
+from faultagents import TallyAgent
 
 if __name__ == "__main__":
     TallyAgent.run()
