@@ -17,6 +17,9 @@ from flame_agents.config import TOKEN_ENV, grpc_target
 FUZZ_EXAMPLES = int(os.environ.get("FLAME_AGENTS_FUZZ_EXAMPLES", "60"))
 """Examples per fuzz test: small in CI; raise it (e.g. 5000) for a long run."""
 
+FUZZ_TIMEOUT = max(120, FUZZ_EXAMPLES)
+"""Per-test timeout of the fuzz tests: the suite's 120 s, more for a long run."""
+
 MIB = 1024 * 1024
 
 

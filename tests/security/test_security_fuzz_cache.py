@@ -13,7 +13,7 @@ import pyarrow.flight as flight
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from security_support import FUZZ_EXAMPLES, MIB, cache_healthy, tree
+from security_support import FUZZ_EXAMPLES, FUZZ_TIMEOUT, MIB, cache_healthy, tree
 
 from flame_agents import cache
 from flame_agents.errors import LimitExceededError
@@ -47,6 +47,8 @@ descriptors = st.one_of(
     st.lists(segments, min_size=0, max_size=4).map(lambda p: flight.FlightDescriptor.for_path(*p)),
     commands.map(flight.FlightDescriptor.for_command),
 )
+
+pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 
 
 def _table(kind: str, rows: int) -> pa.Table:

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from security_support import FUZZ_EXAMPLES, MIB, frontend_healthy, raw_frontend, tree
+from security_support import FUZZ_EXAMPLES, FUZZ_TIMEOUT, MIB, frontend_healthy, raw_frontend, tree
 
 from flame_agents._wire import frontend_pb2 as fpb
 from flame_agents._wire import frontend_pb2_grpc, types_pb2
@@ -65,6 +65,8 @@ resreqs = st.builds(
     memory=st.integers(0, 2**64 - 1),
     gpu=st.integers(-(2**31), 2**31 - 1),
 )
+
+pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 
 
 @st.composite

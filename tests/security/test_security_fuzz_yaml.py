@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from security_support import FUZZ_EXAMPLES
+from security_support import FUZZ_EXAMPLES, FUZZ_TIMEOUT
 
 from flame_agents import config
 from flame_agents.cli.app_yaml import load_app_text
@@ -84,6 +84,8 @@ documents = st.fixed_dictionaries(
         "extra": values,
     },
 )
+
+pytestmark = pytest.mark.timeout(FUZZ_TIMEOUT)
 
 
 def _load(text: str, base_dir: Path) -> None:
