@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -46,7 +45,7 @@ def env_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loc
 
 
 def test_runtime_kill_9_during_a_burst_loses_nothing(env_runtime: LocalRuntime, rep: int) -> None:
-    """kill -9 of the runtime mid-burst: acknowledged tasks survive and re-run; agent effects once."""
+    """kill -9 mid-burst: acknowledged tasks survive and re-run; agent effects apply once."""
     rt = env_runtime
     rng = rng_for("runtime-kill", rep)
     register_tally("r-tally")
