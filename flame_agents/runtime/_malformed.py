@@ -57,7 +57,7 @@ def _guarded(handler: Handler) -> Handler:
         return handler  # the Frontend has no client-streaming methods
     ser = handler.response_serializer
     if handler.response_streaming:
-        stream = handler.unary_stream
+        stream: Any = handler.unary_stream  # an async generator function on a grpc.aio server
 
         async def guarded_stream(request: Any, context: Ctx) -> AsyncIterator[Any]:
             if isinstance(request, _Malformed):
@@ -66,7 +66,7 @@ def _guarded(handler: Handler) -> Handler:
                 yield item
 
         return grpc.unary_stream_rpc_method_handler(guarded_stream, _lenient(parse), ser)
-    unary = handler.unary_unary
+    unary: Any = handler.unary_unary  # a coroutine function on a grpc.aio server
 
     async def guarded(request: Any, context: Ctx) -> Any:
         if isinstance(request, _Malformed):
