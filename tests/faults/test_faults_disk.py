@@ -77,7 +77,7 @@ def test_full_disk_refuses_writes_and_recovers(small_home: Path, rep: int) -> No
         _fill(filler)
         refused: FlameAgentsError | None = None
         payload = b"y" * 65536
-        for i in range(400):
+        for _ in range(400):
             try:
                 task = session.create_task(b"echo:" + payload)
             except FlameAgentsError as exc:
