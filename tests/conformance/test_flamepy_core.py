@@ -6,6 +6,8 @@ launched by our runtime, so every test also checks the raw-bytes Instance shim (
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Any
 
@@ -41,7 +43,7 @@ def plain_session(flamepy: Flamepy) -> dict[str, Any]:
             "create_and_invoke",
             app=RAW_APP,
             common_data=None,
-            inputs=[b"x", b"whoami", b"fail:boom 42"],
+            inputs=[b"x", b"whoami", b"fail:boom 42", b"env"],
         )
     )
 
@@ -65,6 +67,22 @@ def test_failed_task_text_reaches_flamepy(plain_session: dict[str, Any]) -> None
     assert out["error"]["type"] == "FlameError"
     assert "boom 42" in out["error"]["message"]
     assert "without error message" not in out["error"]["message"]
+
+
+def test_service_launch_environment(plain_session: dict[str, Any], runtime: Any) -> None:
+    """A service is launched as Flame's host shim does: env, Unix socket, own process group."""
+    out = plain_session["outputs"][3]
+    assert out["ok"] is True
+    seen = json.loads(out["value"])
+    env = seen["env"]
+    assert os.path.isabs(env["FLAME_INSTANCE_ENDPOINT"]), "a plain absolute path, not a URI"
+    assert seen["socket_is_unix"] is True
+    assert env["FLAME_ENDPOINT"] == runtime.endpoint
+    assert env["FLAME_CACHE_ENDPOINT"] == runtime.cache_endpoint
+    assert env["FLAME_LOG"] and env["HOME"] and env["TMPDIR"]
+    assert env["PYTHONUNBUFFERED"] == "1", "the application's environments are applied"
+    assert seen["own_group"] is True
+    assert os.path.isabs(seen["cwd"])
 
 
 def test_run_futures_resolve_with_their_own_outputs(flamepy: Flamepy) -> None:

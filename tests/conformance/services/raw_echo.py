@@ -4,11 +4,14 @@ Replies ``b"echo:<input>|cd=<common_data>"``; the input ``b"none"`` returns no o
 ``b"fail:<text>"`` raises with ``<text>``, so clients can check both paths of the shim.
 ``b"crash"`` kills the process mid-task, and ``b"crash-once:<path>"`` does so only while
 ``<path>`` does not exist yet (creating it first), to exercise the runtime's recovery.
+``b"env"`` replies JSON describing the launch environment (variables, cwd, socket).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 
 import flamepy
 from flamepy.core import FlameService, SessionContext, TaskContext
@@ -39,6 +42,25 @@ class RawEcho(FlameService):
                 with open(marker, "w"):
                     pass
                 os._exit(3)
+        if data == b"env":
+            names = (
+                "FLAME_INSTANCE_ENDPOINT",
+                "FLAME_ENDPOINT",
+                "FLAME_CACHE_ENDPOINT",
+                "FLAME_LOG",
+                "HOME",
+                "TMPDIR",
+                "PYTHONUNBUFFERED",
+            )
+            sock = os.environ.get("FLAME_INSTANCE_ENDPOINT", "")
+            return json.dumps(
+                {
+                    "env": {n: os.environ.get(n) for n in names},
+                    "cwd": os.getcwd(),
+                    "socket_is_unix": bool(sock) and stat.S_ISSOCK(os.stat(sock).st_mode),
+                    "own_group": os.getpgid(0) == os.getpid(),
+                }
+            ).encode()
         if data == b"whoami":
             return f"{self._session_id}/{context.session_id}/{context.task_id}".encode()
         cd = b"<none>" if self._common_data is None else self._common_data
