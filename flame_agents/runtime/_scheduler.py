@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
@@ -46,6 +47,8 @@ from flame_agents.runtime._instance import (
 from flame_agents.runtime._store import SessionRow, Store, StoreWriteError
 
 __all__ = ["ExecutorView", "Scheduler", "SchedulerOptions"]
+
+_T = TypeVar("_T")
 
 _log = get_logger(__name__)
 
@@ -414,9 +417,17 @@ class Scheduler:
         row = self._store.get_task(sid, tid)
         if row is None or row.state != st.PENDING:
             return True
-        await self._write(
-            "start task", lambda: self._store.start_task(sid, tid, executor_id=inst.id)
-        )
+
+        def start() -> bool:
+            # Re-read: while a full disk delayed this write the session may have closed.
+            current = self._store.get_task(sid, tid)
+            if current is None or current.state != st.PENDING:
+                return False
+            self._store.start_task(sid, tid, executor_id=inst.id)
+            return True
+
+        if not await self._write("start task", start):
+            return True
         sess.running[tid] = inst
         self._notify(sid, tid)
         try:
@@ -447,7 +458,7 @@ class Scheduler:
         self._notify(sid, tid)
         return True
 
-    async def _write(self, what: str, write: Callable[[], None]) -> None:
+    async def _write(self, what: str, write: Callable[[], _T]) -> _T:
         """Run a store write; while the home's disk is full, keep the result and retry.
 
         A task's answer is never dropped for lack of space: it is committed (and its watchers
@@ -458,8 +469,7 @@ class Scheduler:
         warned = False
         while True:
             try:
-                write()
-                return
+                return write()
             except StoreWriteError as exc:
                 if self._stopping:
                     raise
