@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
+import threading
 from typing import Any
 
 __all__ = ["BenchActor", "RayPeer"]
@@ -65,6 +67,9 @@ class RayPeer:
             ray = importlib.import_module("ray")
         except ImportError:
             return None
+        # ray.init installs its own SIGTERM handler, which kills the driver at once; keep ours,
+        # so a terminated suite still stops every process it started.
+        previous = signal.getsignal(signal.SIGTERM)
         ray.init(
             num_cpus=os.cpu_count() or 2,
             include_dashboard=False,
@@ -72,6 +77,8 @@ class RayPeer:
             logging_level="ERROR",
             configure_logging=False,
         )
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
         return cls(ray)
 
     def actor(self) -> Any:

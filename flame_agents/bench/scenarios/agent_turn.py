@@ -19,7 +19,7 @@ from typing import Any
 from flame_agents.bench.harness import BenchContext
 from flame_agents.bench.measure import OURS, interleaved
 from flame_agents.bench.model import Profile, Row, median, percentile
-from flame_agents.bench.scenarios._common import close_quietly
+from flame_agents.bench.scenarios._common import CALL_TIMEOUT, close_quietly
 
 __all__ = ["AgentTurn", "written_bytes"]
 
@@ -164,7 +164,7 @@ def _rewrite_session(app: str, size: int) -> Any:
     start = [{"role": "user", "text": f"{TEXT} {i}"} for i in range(size)]
     session = Session(app, ctx=start)
     try:
-        session.invoke(TEXT)
-        yield lambda: session.invoke(TEXT)
+        session.invoke(TEXT, timeout=CALL_TIMEOUT)
+        yield lambda: session.invoke(TEXT, timeout=CALL_TIMEOUT)
     finally:
         close_quietly(session)

@@ -18,7 +18,7 @@ from flame_agents.bench.baselines.grpc_floor import cold_echo_process
 from flame_agents.bench.harness import BenchContext
 from flame_agents.bench.measure import OURS, Arm, interleaved, value_rows
 from flame_agents.bench.model import Profile, Row
-from flame_agents.bench.scenarios._common import ECHO_APP, ECHO_MODULE
+from flame_agents.bench.scenarios._common import CALL_TIMEOUT, ECHO_APP, ECHO_MODULE
 
 __all__ = ["TARGET_COLD_START_MS", "ColdStart"]
 
@@ -61,7 +61,7 @@ class ColdStart:
             def first_reply() -> None:
                 session = Session(app, ctx=[])
                 holder.append(session)
-                session.invoke(req)
+                session.invoke(req, timeout=CALL_TIMEOUT)
 
             try:
                 return _timed_ms(first_reply)

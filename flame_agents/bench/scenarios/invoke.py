@@ -18,11 +18,13 @@ from flame_agents.bench.harness import BenchContext
 from flame_agents.bench.measure import OURS, Arm, interleaved, latency_rows, time_calls
 from flame_agents.bench.model import Profile, Row
 from flame_agents.bench.scenarios._common import (
+    CALL_TIMEOUT,
     ECHO_APP,
     ECHO_MODULE,
     NOOP_APP,
     NOOP_MODULE,
     close_quietly,
+    flamepy_invoke,
 )
 
 __all__ = ["NoopInvoke", "WarmInvoke"]
@@ -61,8 +63,12 @@ class WarmInvoke:
         req = EchoRequest("hello")
         with contextlib.ExitStack() as stack:
             session = stack.enter_context(Session(app, ctx=[]))
-            session.invoke(req)  # start the instance: cold start is its own scenario
-            arms: dict[str, Arm] = {OURS: lambda: time_calls(lambda: session.invoke(req), n)}
+            session.invoke(
+                req, timeout=CALL_TIMEOUT
+            )  # start the instance: cold start is its own scenario
+            arms: dict[str, Arm] = {
+                OURS: lambda: time_calls(lambda: session.invoke(req, timeout=CALL_TIMEOUT), n)
+            }
             arms.update(_floor_arms(ctx, cloudpickle.dumps(req), n))
             ray = ctx.ray()
             if ray is not None:
@@ -106,8 +112,10 @@ class NoopInvoke:
         with contextlib.ExitStack() as stack:
             session = core.create_session(app)
             stack.callback(close_quietly, session)
-            session.invoke(payload)
-            arms: dict[str, Arm] = {OURS: lambda: time_calls(lambda: session.invoke(payload), n)}
+            session.invoke(payload, timeout=CALL_TIMEOUT)
+            arms: dict[str, Arm] = {
+                OURS: lambda: time_calls(lambda: session.invoke(payload, timeout=CALL_TIMEOUT), n)
+            }
             arms.update(_floor_arms(ctx, payload, n))
             ray = ctx.ray()
             if ray is not None:
@@ -118,7 +126,7 @@ class NoopInvoke:
             if flamepy is not None:
                 fp_session = flamepy.core.create_session(app)
                 stack.callback(close_quietly, fp_session)
-                fp_session.invoke(payload)
-                arms["flamepy"] = lambda: time_calls(lambda: fp_session.invoke(payload), n)
+                flamepy_invoke(fp_session, payload)
+                arms["flamepy"] = lambda: time_calls(lambda: flamepy_invoke(fp_session, payload), n)
             pooled = interleaved(arms, rounds=ctx.profile.rounds, progress=ctx.progress)
         return latency_rows(self.name, pooled)

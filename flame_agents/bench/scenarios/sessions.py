@@ -18,7 +18,13 @@ from flame_agents.bench.baselines import flamepy_peer
 from flame_agents.bench.harness import BenchContext
 from flame_agents.bench.measure import OURS, Arm, interleaved, value_rows
 from flame_agents.bench.model import Profile, Row
-from flame_agents.bench.scenarios._common import NOOP_APP, NOOP_MODULE, close_quietly
+from flame_agents.bench.scenarios._common import (
+    CALL_TIMEOUT,
+    NOOP_APP,
+    NOOP_MODULE,
+    close_quietly,
+    flamepy_invoke,
+)
 
 __all__ = ["RAY_MAX_ACTORS", "ManySessions"]
 
@@ -63,7 +69,7 @@ class ManySessions:
             session = core.create_session(app)
             try:
                 for _ in range(m):
-                    session.invoke(payload)
+                    session.invoke(payload, timeout=CALL_TIMEOUT)
             finally:
                 close_quietly(session)
 
@@ -104,7 +110,7 @@ class ManySessions:
                 session = flamepy.core.create_session(app)
                 try:
                     for _ in range(m):
-                        session.invoke(payload)
+                        flamepy_invoke(session, payload)
                 finally:
                     close_quietly(session)
 

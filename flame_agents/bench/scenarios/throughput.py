@@ -17,7 +17,13 @@ from flame_agents.bench.baselines import flamepy_peer
 from flame_agents.bench.harness import BenchContext
 from flame_agents.bench.measure import OURS, Arm, concurrent_rate, interleaved, value_rows
 from flame_agents.bench.model import Profile, Row
-from flame_agents.bench.scenarios._common import NOOP_APP, NOOP_MODULE, close_quietly
+from flame_agents.bench.scenarios._common import (
+    CALL_TIMEOUT,
+    NOOP_APP,
+    NOOP_MODULE,
+    close_quietly,
+    flamepy_invoke,
+)
 
 __all__ = ["TARGET_TASKS_PER_S", "Throughput"]
 
@@ -56,8 +62,14 @@ class Throughput:
             session = core.create_session(app, min_instances=k, max_instances=k)
             stack.callback(close_quietly, session)
             # Bring every instance up before timing: cold start is its own scenario.
-            concurrent_rate(lambda: session.invoke(payload), total=4 * k, concurrency=2 * k)
-            arms: dict[str, Arm] = {OURS: rate(lambda: session.invoke(payload))}
+            concurrent_rate(
+                lambda: session.invoke(payload, timeout=CALL_TIMEOUT),
+                total=4 * k,
+                concurrency=2 * k,
+            )
+            arms: dict[str, Arm] = {
+                OURS: rate(lambda: session.invoke(payload, timeout=CALL_TIMEOUT))
+            }
             floor = ctx.floor()
             arms["grpc-2hop"] = rate(lambda: floor.two_hop(payload))
             ray = ctx.ray()
@@ -71,8 +83,8 @@ class Throughput:
             if flamepy is not None:
                 fp = flamepy.core.create_session(app, min_instances=k, max_instances=k)
                 stack.callback(close_quietly, fp)
-                concurrent_rate(lambda: fp.invoke(payload), total=4 * k, concurrency=2 * k)
-                arms["flamepy"] = rate(lambda: fp.invoke(payload))
+                concurrent_rate(lambda: flamepy_invoke(fp, payload), total=4 * k, concurrency=2 * k)
+                arms["flamepy"] = rate(lambda: flamepy_invoke(fp, payload))
             pooled = interleaved(arms, rounds=p.rounds, progress=ctx.progress)
         metric = f"{total} tasks, {k} instances, {threads} threads"
         pooled["target"] = [TARGET_TASKS_PER_S]
