@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import os
 import sys
 from pathlib import Path
+from typing import TextIO, cast
 
 from flame_agents import _logging
 from flame_agents.errors import ConfigError, FlameAgentsError
@@ -105,6 +108,32 @@ def _token(args: argparse.Namespace) -> str | None:
     return os.environ.get(TOKEN_ENV) or None
 
 
+class _LossyStream(io.TextIOBase):
+    """A text stream that drops what it cannot write.
+
+    The runtime logs to stderr, which is ``<home>/logs/runtime.log``: on a full disk a log line
+    must be lost, not raise inside the scheduler or the Frontend and take a task with it.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError):
+            return self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+
 def _interpreter_first_on_path() -> None:
     """Put this Python's folder first on ``PATH``; instances inherit it.
 
@@ -137,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         # certificate (it is its own CA when self-signed).
         os.environ["FLAME_CA_FILE"] = str(args.tls_cert.resolve())
     _interpreter_first_on_path()
+    sys.stderr = cast(TextIO, _LossyStream(sys.stderr))
     _logging.configure(fmt=args.log_format, level=args.log_level)
     opts = RuntimeOptions(
         home=args.home,

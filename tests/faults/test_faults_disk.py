@@ -46,9 +46,9 @@ def small_home(tmp_path: Path) -> Iterator[Path]:
 
 
 def _fill(path: Path) -> None:
-    """Write ``path`` until the filesystem has no byte left."""
+    """Append to ``path`` until the filesystem has no byte left."""
     chunk = 1 << 20
-    with open(path, "wb", buffering=0) as f:
+    with open(path, "ab", buffering=0) as f:
         while chunk:
             try:
                 f.write(b"\0" * chunk)
@@ -75,6 +75,7 @@ def test_full_disk_refuses_writes_and_recovers(small_home: Path, rep: int) -> No
         sleeper = session.create_task(f"sleep:{rng.uniform(0.1, 1.0):.2f}".encode())
         acked[sleeper.id] = b"slept"
         _fill(filler)
+        _fill(small_home / "logs" / "runtime.log")  # even a log line cannot be written now
         refused: FlameAgentsError | None = None
         payload = b"y" * 65536
         for _ in range(400):
