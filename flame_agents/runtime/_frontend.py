@@ -14,6 +14,7 @@ the service's error text (event code 3). CloseSession waits for running tasks (s
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
@@ -90,6 +91,18 @@ def _spec_error(spec: types_pb2.ApplicationSpec) -> str | None:
 async def _abort(ctx: Ctx, code: grpc.StatusCode, message: str) -> NoReturn:
     await ctx.abort(code, message)
     raise AssertionError("unreachable")  # ctx.abort always raises
+
+
+_TASK_NUMBER = re.compile(r"[+-]?[0-9]{1,19}")
+_I64_MAX = 2**63 - 1
+
+
+def _task_number(task_id: str) -> int | None:
+    """The task id parsed as Flame parses it (an i64, ASCII digits only), or None."""
+    if not _TASK_NUMBER.fullmatch(task_id):
+        return None
+    number = int(task_id)
+    return number if -_I64_MAX - 1 <= number <= _I64_MAX else None
 
 
 def _app_name_error(name: str) -> str | None:
@@ -170,13 +183,12 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         return row
 
     async def _task(self, sid: str, task_id: str, ctx: Ctx) -> st.TaskRow:
-        try:
-            tid = int(task_id)
-        except ValueError:
+        tid = _task_number(task_id)
+        if tid is None:
             await _abort(
                 ctx,
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"invalid task id {_show(task_id)}: expected a decimal number",
+                f"invalid task id {_show(task_id)}: expected a decimal number (a 64-bit integer)",
             )
         await self._session(sid, ctx)
         row = self._store.get_task(sid, tid)

@@ -112,7 +112,8 @@ def app_specs(draw: st.DrawFn) -> types_pb2.ApplicationSpec:
 def requests() -> st.SearchStrategy[tuple[str, Any]]:
     """(method, request) pairs covering every Frontend RPC."""
     name = st.one_of(st.just("flmping"), texts)
-    sid = texts
+    sid = st.one_of(st.just(OPEN_SESSION), texts)
+    task_ids = st.one_of(texts, st.integers(-(2**70), 2**70).map(str), st.sampled_from(["1", "+1"]))
     task = st.builds(
         types_pb2.TaskSpec, session_id=sid, input=st.one_of(st.binary(max_size=64), st.just(b""))
     )
@@ -150,15 +151,19 @@ def requests() -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(st.just("GetSession"), st.builds(fpb.GetSessionRequest, session_id=sid)),
         st.tuples(st.just("ListSession"), st.just(fpb.ListSessionRequest())),
         st.tuples(st.just("CreateTask"), st.builds(fpb.CreateTaskRequest, task=task)),
-        st.tuples(st.just("GetTask"), st.builds(fpb.GetTaskRequest, session_id=sid, task_id=texts)),
         st.tuples(
-            st.just("WatchTask"), st.builds(fpb.WatchTaskRequest, session_id=sid, task_id=texts)
+            st.just("GetTask"), st.builds(fpb.GetTaskRequest, session_id=sid, task_id=task_ids)
+        ),
+        st.tuples(
+            st.just("WatchTask"), st.builds(fpb.WatchTaskRequest, session_id=sid, task_id=task_ids)
         ),
         st.tuples(st.just("ListTask"), st.builds(fpb.ListTaskRequest, session_id=sid)),
     )
 
 
 STREAMING = {"WatchTask", "ListTask"}
+OPEN_SESSION = "fz-open"
+"""A session that exists, so task lookups get past the session check."""
 
 
 @pytest.fixture(scope="module")
@@ -177,13 +182,19 @@ def target(sandbox: Path) -> Iterator[tuple[LocalRuntime, frontend_pb2_grpc.Fron
     with LocalRuntime(sandbox / "home", set_env=False, extra_args=["--max-instances", "2"]) as rt:
         channel, stub = raw_frontend(rt.endpoint)
         with channel:
+            spec = types_pb2.SessionSpec(application="flmping")
+            stub.CreateSession(
+                fpb.CreateSessionRequest(session_id=OPEN_SESSION, session=spec), timeout=30
+            )
             yield rt, stub
 
 
 def _call(stub: frontend_pb2_grpc.FrontendStub, method: str, request: Any) -> None:
     # A watch of a task that could run for long is bounded; the deadline is not an error here.
     try:
-        reply = getattr(stub, method)(request, timeout=20)
+        # A watched task may wait behind fuzzed sessions holding both instance slots: a short
+        # deadline bounds the wait (its expiry is not a failure).
+        reply = getattr(stub, method)(request, timeout=2 if method == "WatchTask" else 20)
         if method in STREAMING:
             for _ in reply:
                 pass
@@ -254,6 +265,21 @@ def test_session_id_rules(target: tuple[LocalRuntime, frontend_pb2_grpc.Frontend
             stub.CreateSession(fpb.CreateSessionRequest(session_id=sid, session=spec), timeout=20)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert words in (info.value.details() or "")
+
+
+def test_task_id_rules(target: tuple[LocalRuntime, frontend_pb2_grpc.FrontendStub]) -> None:
+    """Task ids outside a 64-bit integer, or not ASCII digits, get INVALID_ARGUMENT; in range but
+    unknown ones get NOT_FOUND."""
+    _, stub = target
+    for task_id in ["9223372036854775808", "1" * 40, " 1", "1_0", "\u0661", "x"]:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetTask(fpb.GetTaskRequest(session_id=OPEN_SESSION, task_id=task_id), timeout=20)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, task_id
+        assert "64-bit integer" in (info.value.details() or "")
+    for task_id in ["-9223372036854775808", "0", "9223372036854775807"]:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetTask(fpb.GetTaskRequest(session_id=OPEN_SESSION, task_id=task_id), timeout=20)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND, task_id
 
 
 def test_application_spec_rules(
