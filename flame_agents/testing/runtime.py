@@ -53,17 +53,22 @@ class LocalRuntime:
         *,
         set_env: bool = True,
         extra_args: Sequence[str] = (),
+        token: str | None = None,
     ) -> None:
         """Prepare (not start) a runtime.
 
         ``home``: keep state there (not removed on exit); default a fresh temp dir that is
         removed. ``set_env``: export the endpoints in ``os.environ`` for the body. ``extra_args``:
         more ``python -m flame_agents.runtime`` options (e.g. ``["--max-instances", "2"]``).
+        ``token``: protect the runtime with this shared token (``env()`` then carries
+        ``FLAME_AGENTS_TOKEN`` so clients send it).
         """
         self._given_home = home is not None
         self.home = Path(home).resolve() if home is not None else None
         self._set_env = set_env
         self._extra_args = tuple(extra_args)
+        self.token = token
+        """The runtime's shared token, or None."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._info: RuntimeInfo | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -94,11 +99,14 @@ class LocalRuntime:
     def env(self) -> dict[str, str]:
         """The environment that points clients at this runtime."""
         info = self._require()
-        return {
+        env = {
             "FLAME_ENDPOINT": info.endpoint,
             "FLAME_CACHE_ENDPOINT": info.cache_endpoint,
             "FLAME_AGENTS_HOME": str(self.home),
         }
+        if self.token is not None:
+            env["FLAME_AGENTS_TOKEN"] = self.token
+        return env
 
     def instance_pids(self) -> list[int]:
         """Pids of the runtime's live descendants (instance processes and their children)."""
@@ -116,11 +124,20 @@ class LocalRuntime:
         """Start the runtime (on the remembered ports after a restart)."""
         if self.home is None:
             self.home = Path(tempfile.mkdtemp(prefix="flame-agents-rt-")).resolve()
+        extra_args = self._extra_args
+        if self.token is not None:
+            # A file, not --token: other users can read a process's command line.
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            token_file = self.home / "token"
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(self.token)
+            extra_args = (*extra_args, "--token-file", str(token_file))
         self._proc, self._info = start_runtime(
             self.home,
             port=self._ports[0],
             cache_port=self._ports[1],
-            extra_args=self._extra_args,
+            extra_args=extra_args,
         )
         self._ports = (_port(self._info.endpoint), _port(self._info.cache_endpoint))
         if self._set_env:

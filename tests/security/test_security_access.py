@@ -230,3 +230,17 @@ def test_seed_example_runs_with_a_token(guarded: LocalRuntime) -> None:
     )
     assert refused.returncode != 0
     assert "FLAME_AGENTS_TOKEN" in refused.stderr
+
+
+def test_local_runtime_with_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LocalRuntime(token=...) protects its runtime and exports the token for the body only."""
+    monkeypatch.delenv("FLAME_AGENTS_TOKEN", raising=False)
+    with LocalRuntime(token="lr-token") as rt:
+        assert os.environ["FLAME_AGENTS_TOKEN"] == "lr-token"
+        with core.create_session("flmping") as session:
+            assert session.invoke(b"x") == b"x"
+        channel, stub = raw_frontend(rt.endpoint)
+        with channel, pytest.raises(grpc.RpcError) as info:
+            frontend_healthy(stub)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "FLAME_AGENTS_TOKEN" not in os.environ
