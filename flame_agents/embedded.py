@@ -89,12 +89,26 @@ def start_runtime(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    try:
+        return proc, _wait_ready(proc, home, log_path, timeout)
+    except BaseException:
+        # Not ready (or interrupted while waiting): never leave a half-started runtime behind.
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        raise
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes], home: Path, log_path: Path, timeout: float
+) -> RuntimeInfo:
+    """Wait until ``proc`` publishes its runtime.json; raise with the log tail if it cannot."""
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
         info = read_runtime_info(home)
         if info is not None and info.pid == proc.pid:
-            return proc, info
+            return info
         rc = proc.poll()
         if rc is not None:
             tail = _log_tail(log_path)
@@ -108,8 +122,6 @@ def start_runtime(
                 exit_code=rc,
             )
         if time.monotonic() >= deadline:
-            proc.kill()
-            proc.wait()
             raise RuntimeUnavailableError(
                 f"runtime for {home} was not ready within {timeout:g}s; log tail:\n"
                 f"{_log_tail(log_path)}",

@@ -5,11 +5,37 @@ Option ``--long``: the long profile of the fault and load tests (more repetition
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from flame_agents import embedded
 from flame_agents.testing import LocalRuntime
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_agents_home() -> Iterator[Path]:
+    """No test may touch the user's runtime home: the embedded default goes to a temp home.
+
+    A test that reaches the embedded default (nothing configured) starts a runtime there; it is
+    stopped, and the folder removed, when the session ends.
+    """
+    home = Path(tempfile.mkdtemp(prefix="flame-agents-tests-"))
+    saved = os.environ.get("FLAME_AGENTS_HOME")
+    os.environ["FLAME_AGENTS_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        embedded.stop_runtime(home, timeout=20)
+        if saved is None:
+            os.environ.pop("FLAME_AGENTS_HOME", None)
+        else:
+            os.environ["FLAME_AGENTS_HOME"] = saved
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -12,7 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 from runtime_support import Frontend, read_pid, wait_until
 
+from flame_agents import embedded
 from flame_agents.config import read_runtime_info
+from flame_agents.errors import RuntimeUnavailableError
 from flame_agents.testing import LocalRuntime
 
 pytestmark = pytest.mark.e2e
@@ -72,3 +74,36 @@ def test_restart_keeps_ports_and_given_home(tmp_path: Path) -> None:
             assert fe.stub.ListApplication is not None
     assert (home / "flame.db").exists()
     assert read_runtime_info(home) is None
+
+
+def test_start_runtime_interrupted_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C while waiting for the runtime to be ready kills it instead of leaking it."""
+    home = tmp_path / "home"
+
+    def interrupted(_home: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embedded, "read_runtime_info", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        embedded.start_runtime(home)
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if str(home) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
+
+
+def test_start_runtime_not_ready_leaves_no_process(tmp_path: Path) -> None:
+    """A runtime that is not ready in time is killed, not left running behind the error."""
+    home = tmp_path / "home"
+    with pytest.raises(RuntimeUnavailableError, match="not ready"):
+        embedded.start_runtime(home, timeout=0.0)
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if str(home) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
