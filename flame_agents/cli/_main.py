@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from flame_agents import _logging
+from flame_agents.bench.cli import add_bench_parser
 from flame_agents.cli import agent_support, app_cmds, demo, runtime_cmds
 from flame_agents.errors import FlameAgentsError
 
@@ -52,6 +53,7 @@ def build_parser(prog: str = "flame-agents") -> argparse.ArgumentParser:
     app_cmds.add_parsers(verbs)
     demo.add_parser(verbs)
     agent_support.add_parser(verbs)
+    add_bench_parser(verbs)
     return parser
 
 
