@@ -29,7 +29,13 @@ from flame_agents.config import (
 )
 from flame_agents.errors import ConfigError, RuntimeUnavailableError
 
-__all__ = ["current_endpoints", "ensure_runtime", "start_runtime", "stop_runtime"]
+__all__ = [
+    "current_endpoints",
+    "ensure_runtime",
+    "runtime_command",
+    "start_runtime",
+    "stop_runtime",
+]
 
 _log = _logging.get_logger(__name__)
 _EXIT_HOME_IN_USE = 2
@@ -43,6 +49,31 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def runtime_command(
+    home: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    cache_port: int = 0,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The command line of a runtime process for ``home`` (this interpreter, ``-m``)."""
+    return [
+        sys.executable,
+        "-m",
+        "flame_agents.runtime",
+        "--home",
+        str(home),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--cache-port",
+        str(cache_port),
+        *extra_args,
+    ]
 
 
 def start_runtime(
@@ -66,20 +97,7 @@ def start_runtime(
     logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     log_path = logs / "runtime.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "flame_agents.runtime",
-        "--home",
-        str(home),
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--cache-port",
-        str(cache_port),
-        *extra_args,
-    ]
+    cmd = runtime_command(home, host=host, port=port, cache_port=cache_port, extra_args=extra_args)
     # The log may hold task errors and paths: private to the user, like the rest of the home.
     with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         proc = subprocess.Popen(

@@ -12,7 +12,6 @@ import contextlib
 import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -82,19 +81,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def _run_foreground(home: Path, args: argparse.Namespace) -> int:
     """Run the runtime as a child in this terminal until it exits or we are told to stop."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "flame_agents.runtime",
-        "--home",
-        str(home),
-        "--port",
-        str(args.port),
-        "--cache-port",
-        str(args.cache_port),
-        "--log-format",
-        args.log_format,
-    ]
+    cmd = embedded.runtime_command(
+        home,
+        port=args.port,
+        cache_port=args.cache_port,
+        extra_args=("--log-format", args.log_format),
+    )
     proc = subprocess.Popen(cmd)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
