@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -247,3 +248,22 @@ def test_named_session_is_created_once_then_reopened(apps: LocalRuntime) -> None
     again = AgentSession("counter", session_id="counter-named", agent=CounterAgent)
     assert again.invoke(Add(n=1)).count == 5
     again.close()
+
+
+def test_cli_view_shows_agent_state_without_user_code(
+    apps: LocalRuntime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`flame-agents view -s ID -o json` shows the context, version, patch count and size."""
+    from flame_agents.cli import main
+
+    with AgentSession("chat", ctx=ChatContext(system_prompt="terse"), agent=ChatAgent) as s:
+        for text in ("a", "b", "c"):
+            s.invoke(Ask(text=text))
+        capsys.readouterr()
+        assert main(["view", "-s", s.id(), "-o", "json"]) == 0
+        state = json.loads(capsys.readouterr().out)["agent_state"]
+    assert state["context"]["system_prompt"] == "terse"
+    assert state["context"]["turns"] == 3
+    assert state["context"]["messages"]["length"] == 3
+    assert [m["text"] for m in state["context"]["messages"]["last"]] == ["a", "b", "c"]
+    assert state["version"] >= 4 and state["patches"] >= 1 and state["bytes"] > 0
