@@ -79,6 +79,10 @@ def _guarded(handler: Handler) -> Handler:
 class MalformedRequestInterceptor(_Interceptor):
     """Answers requests that do not parse with INVALID_ARGUMENT and a message."""
 
+    def __init__(self) -> None:
+        # Handlers are fixed per method: wrap each once, not on every call.
+        self._guarded: dict[str, Handler] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
@@ -86,4 +90,10 @@ class MalformedRequestInterceptor(_Interceptor):
     ) -> Handler:
         """Wrap the method's handler so its parsing cannot fail with UNKNOWN."""
         handler = await continuation(handler_call_details)
-        return handler if handler is None else _guarded(handler)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        guarded = self._guarded.get(method)
+        if guarded is None:
+            guarded = self._guarded[method] = _guarded(handler)
+        return guarded
