@@ -27,6 +27,8 @@ QUICK = (20, 10)
 """Sessions x invocations of the quick profile (CI)."""
 LONG = (200, 50)
 """Sessions x invocations of the long profile (``--long``)."""
+PROFILE_ENV = "FLAME_AGENTS_LOAD"
+"""Any other profile, as ``SESSIONSxINVOCATIONS`` (e.g. ``60x20``)."""
 RSS_SLACK = 50 * 1024 * 1024
 FD_SLACK = 8
 DEADLINE = 120.0
@@ -81,6 +83,13 @@ def _run_clients(rt: LocalRuntime, prefix: str, sessions: int, invocations: int)
                 proc.wait()
 
 
+def _profile(config: pytest.Config) -> tuple[int, int]:
+    if value := os.environ.get(PROFILE_ENV):
+        sessions, _, invocations = value.partition("x")
+        return int(sessions), int(invocations)
+    return LONG if config.getoption("--long") else QUICK
+
+
 def _sockets(rt: LocalRuntime) -> list[Path]:
     assert rt.home is not None
     return list(HomeLayout(rt.home).sockets.glob("*.sock"))
@@ -90,7 +99,7 @@ def test_concurrent_sessions_fail_nothing_and_leak_nothing(
     rt: LocalRuntime, request: pytest.FixtureRequest
 ) -> None:
     """Every invocation succeeds with its state exactly once; afterwards nothing has leaked."""
-    sessions, invocations = LONG if request.config.getoption("--long") else QUICK
+    sessions, invocations = _profile(request.config)
     runtime = psutil.Process(rt.pid)
     _run_clients(rt, "warm", 2, 2)  # imports and caches of the runtime are loaded
     _wait(lambda: not rt.instance_pids(), "warm-up instances stopped")
