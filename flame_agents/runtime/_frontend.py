@@ -435,16 +435,20 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         sid, tid = row.session_id, row.id
         last = row.state
         while row.state not in st.TERMINAL:
-            # Registering before the await cannot miss a change: the loop is single-threaded
-            # and the row was read after the previous wake-up.
-            await self._sched.task_changed(sid, tid).wait()
+            # Register for the next change *before* reading the row: a change that lands while
+            # this generator is suspended (in the yield below, sending to a slow client) then
+            # sets `changed`, instead of being missed and leaving the stream waiting forever.
+            changed = self._sched.task_changed(sid, tid)
             fresh = self._store.get_task(sid, tid)
             if fresh is None:  # deleted under us
                 await _abort(context, grpc.StatusCode.NOT_FOUND, f"task {tid} was deleted")
             row = fresh
-            if row.state != last and row.state not in st.TERMINAL:
+            if row.state in st.TERMINAL:
+                break
+            if row.state != last:
                 last = row.state
                 yield self._task_msg(row)
+            await changed.wait()
         yield self._task_msg(row)
 
     async def ListTask(

@@ -173,6 +173,24 @@ def test_many_concurrent_watches(fe: Frontend) -> None:
     fe.close_session("d-many")
 
 
+def test_watch_from_pending_never_misses_the_end(fe: Frontend) -> None:
+    """Watches opened while tasks are pending see Running then the end, even for fast tasks.
+
+    The completion of a fast task often lands while the stream is still sending its Running
+    message; the watch must not miss it.
+    """
+    fe.create_session("d-race", APP, max_instances=2)
+
+    def submit_and_watch(i: int) -> types_pb2.Task:
+        task = fe.create_task("d-race", b"echo:%d" % i)
+        return fe.watch("d-race", task.metadata.id)[-1]
+
+    with ThreadPoolExecutor(16) as pool:
+        finals = list(pool.map(submit_and_watch, range(300)))
+    assert [f.spec.output for f in finals] == [b"%d|cd=<none>" % i for i in range(300)]
+    fe.close_session("d-race")
+
+
 def test_launch_environment(fe: Frontend, runtime: LocalRuntime, tmp_path: Path) -> None:
     """Instances get Flame's host-shim environment, the app's variables and working directory."""
     assert (
