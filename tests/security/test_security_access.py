@@ -244,3 +244,15 @@ def test_local_runtime_with_token(monkeypatch: pytest.MonkeyPatch) -> None:
             frontend_healthy(stub)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "FLAME_AGENTS_TOKEN" not in os.environ
+
+
+def test_flamepy_is_refused_by_a_token_runtime(guarded: LocalRuntime) -> None:
+    """flamepy sends no token, so a token-protected runtime refuses it (see docs/security.md)."""
+    script = "import flamepy\nflamepy.list_applications()\n"
+    env = {**os.environ, **guarded.env(), "HOME": str(guarded.home)}
+    env.pop("FLAME_AGENTS_TOKEN", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0
+    assert "UNAUTHENTICATED" in proc.stderr or "requires a token" in proc.stderr
