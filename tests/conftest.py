@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from flame_agents import embedded
 from flame_agents.testing import LocalRuntime
@@ -36,6 +37,15 @@ def _private_agents_home() -> Iterator[Path]:
         else:
             os.environ["FLAME_AGENTS_HOME"] = saved
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """The CLI's main() configures structlog to print to the (captured) stderr of the test that
+    ran it; undo that afterwards so later tests never log to a closed stream."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
