@@ -69,9 +69,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if args.detach:
         _, info = embedded.start_runtime(
             home,
+            host=args.host,
             port=args.port,
             cache_port=args.cache_port,
-            extra_args=("--log-format", args.log_format),
+            extra_args=_runtime_options(args),
         )
         _print_endpoints(info)
         print(f"stop it with: flame-agents down --home {home}")
@@ -79,13 +80,22 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return _run_foreground(home, args)
 
 
+def _runtime_options(args: argparse.Namespace) -> list[str]:
+    """Options for the runtime process: the log format, then whatever followed ``--``."""
+    extra = list(args.runtime_options)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return ["--log-format", args.log_format, *extra]
+
+
 def _run_foreground(home: Path, args: argparse.Namespace) -> int:
     """Run the runtime as a child in this terminal until it exits or we are told to stop."""
     cmd = embedded.runtime_command(
         home,
+        host=args.host,
         port=args.port,
         cache_port=args.cache_port,
-        extra_args=("--log-format", args.log_format),
+        extra_args=_runtime_options(args),
     )
     proc = subprocess.Popen(cmd)
 
@@ -170,6 +180,11 @@ def add_parsers(verbs: Any) -> None:
         "home folder. Runs in the foreground until Ctrl-C unless --detach is given.",
     )
     _add_home(up)
+    up.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: loopback; any other needs a token or --insecure)",
+    )
     up.add_argument("--port", type=int, default=0, help="Frontend port (default: a free port)")
     up.add_argument(
         "--cache-port", type=int, default=0, help="object cache port (default: a free port)"
@@ -178,6 +193,13 @@ def add_parsers(verbs: Any) -> None:
         "--detach",
         action="store_true",
         help="start in the background, print the endpoints once ready, and return",
+    )
+    up.add_argument(
+        "runtime_options",
+        nargs=argparse.REMAINDER,
+        metavar="-- RUNTIME_OPTIONS",
+        help="options after -- go to the runtime process, e.g. -- --token-file F --tls-cert C "
+        "--tls-key K --max-instances N --task-timeout S (see python -m flame_agents.runtime -h)",
     )
     up.set_defaults(func=_cmd_up)
 

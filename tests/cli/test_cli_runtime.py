@@ -122,3 +122,24 @@ def test_up_in_the_foreground_stops_on_ctrl_c(home: Path) -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_up_passes_host_and_runtime_options(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up --host` and options after `--` reach the runtime: a token it then demands."""
+    refused = _cli("up", "--detach", "--host", "0.0.0.0", home=home)
+    assert refused.returncode == 1
+    assert "token" in refused.stderr
+
+    token = tmp_path / "token"
+    token.write_text("s3cret-token")
+    token.chmod(0o600)
+    up = _cli("up", "--detach", "--", "--token-file", str(token), home=home)
+    assert up.returncode == 0, up.stderr
+    denied = _cli("list", "-a", home=home)
+    assert denied.returncode == 1 and "token" in denied.stderr.lower()
+    monkeypatch.setenv("FLAME_AGENTS_TOKEN", "s3cret-token")
+    allowed = _cli("list", "-a", home=home)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "flmping" in allowed.stdout
