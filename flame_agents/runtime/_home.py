@@ -1,6 +1,6 @@
 """The runtime's home folder: its layout, and the lock that allows one runtime per home.
 
-Layout (CONTRACT "Embedded runtime process"): ``flame.db``, ``cache/``, ``logs/``, ``work/``,
+Layout: ``flame.db``, ``cache/``, ``logs/``, ``work/``,
 ``runtime.lock``, ``runtime.json``, and instance sockets in ``sock/`` -- or, when that path is
 too long for an AF_UNIX address (108 bytes), in a short per-home folder under the temp dir.
 """
