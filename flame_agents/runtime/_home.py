@@ -75,6 +75,15 @@ class HomeLayout:
             sub.mkdir(exist_ok=True)
         self.sockets.mkdir(mode=0o700, parents=True, exist_ok=True)
 
+    def remove_outside_sockets(self) -> None:
+        """Remove the socket folder when it lies outside the home (the short temp-dir form).
+
+        Called at a clean stop, once every instance is gone: a folder inside the home goes with
+        the home, but one under the temp dir would otherwise outlive every runtime.
+        """
+        if self.home not in self.sockets.parents:
+            shutil.rmtree(self.sockets, ignore_errors=True)
+
     def clear_leftovers(self) -> None:
         """Remove instance sockets and work folders a runtime killed by SIGKILL left behind.
 

@@ -191,6 +191,7 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
         with contextlib.suppress(FileNotFoundError):
             runtime_info_path(layout.home).unlink()
         await scheduler.shutdown()
+        layout.remove_outside_sockets()
         await server.stop(grace=1.0)
         if cache is not None:
             cache.shutdown()  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from runtime_support import Frontend, read_pid, wait_until
 from flame_agents import embedded
 from flame_agents.config import read_runtime_info
 from flame_agents.errors import RuntimeUnavailableError
+from flame_agents.runtime._home import HomeLayout
 from flame_agents.testing import LocalRuntime
 
 pytestmark = pytest.mark.e2e
@@ -107,3 +108,15 @@ def test_start_runtime_not_ready_leaves_no_process(tmp_path: Path) -> None:
         if str(home) in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []
+
+
+def test_long_home_socket_folder_is_removed_on_stop(tmp_path: Path) -> None:
+    """A home too long for AF_UNIX keeps its sockets under the temp dir, removed at stop."""
+    home = tmp_path / ("h" * 90) / "home"
+    sockets = HomeLayout(home.resolve()).sockets
+    assert home.resolve() not in sockets.parents  # the temp-dir form
+    with LocalRuntime(home=home) as rt, Frontend(rt.endpoint) as fe:
+        fe.create_session("long-home", "flmping")
+        assert fe.run("long-home", b"ping").spec.output == b"ping"
+        assert any(sockets.glob("*.sock"))
+    assert not sockets.exists()
