@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -111,12 +112,21 @@ def test_start_runtime_not_ready_leaves_no_process(tmp_path: Path) -> None:
 
 
 def test_long_home_socket_folder_is_removed_on_stop(tmp_path: Path) -> None:
-    """A home too long for AF_UNIX keeps its sockets under the temp dir, removed at stop."""
-    home = tmp_path / ("h" * 90) / "home"
-    sockets = HomeLayout(home.resolve()).sockets
-    assert home.resolve() not in sockets.parents  # the temp-dir form
-    with LocalRuntime(home=home) as rt, Frontend(rt.endpoint) as fe:
-        fe.create_session("long-home", "flmping")
-        assert fe.run("long-home", b"ping").spec.output == b"ping"
-        assert any(sockets.glob("*.sock"))
-    assert not sockets.exists()
+    """A home too long for AF_UNIX keeps its sockets under the temp dir; a graceful stop of the
+    runtime itself (not a test helper) removes that folder."""
+    home = (tmp_path / ("h" * 90) / "home").resolve()
+    sockets = HomeLayout(home).sockets
+    assert home not in sockets.parents  # the temp-dir form
+    proc, info = embedded.start_runtime(home)
+    try:
+        with Frontend(info.endpoint) as fe:
+            fe.create_session("long-home", "flmping")
+            assert fe.run("long-home", b"ping").spec.output == b"ping"
+            assert any(sockets.glob("*.sock"))
+        assert embedded.stop_runtime(home)
+        proc.wait(timeout=30)
+        assert not sockets.exists()
+    finally:
+        embedded.stop_runtime(home, kill=True)
+        proc.wait(timeout=30)
+        shutil.rmtree(sockets, ignore_errors=True)
