@@ -8,8 +8,10 @@ embedded runtime's home folder layout shared by the runtime and its clients (``r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +32,7 @@ __all__ = [
     "auth_token",
     "flame_yaml_path",
     "grpc_target",
+    "instance_socket_dir",
     "read_runtime_info",
     "resolve_endpoints",
     "runtime_info_path",
@@ -200,6 +203,25 @@ class RuntimeInfo:
     """The runtime's home folder."""
     pid: int
     """Process id of the runtime."""
+
+
+_SUN_PATH_MAX = 107
+"""AF_UNIX paths hold 108 bytes including the terminating NUL."""
+_SOCKET_NAME_LEN = len("/00000000-0000-0000-0000-000000000000.sock")
+
+
+def instance_socket_dir(home: Path) -> Path:
+    """Folder of the instance sockets of the runtime for ``home``.
+
+    ``<home>/sock`` when a socket path there fits an AF_UNIX address (108 bytes), else a short
+    per-home folder under the temp dir (which is not removed with the home: the runtime and
+    :func:`flame_agents.embedded.stop_runtime` remove it).
+    """
+    preferred = home / "sock"
+    if len(str(preferred)) + _SOCKET_NAME_LEN <= _SUN_PATH_MAX:
+        return preferred
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"flame-agents-{os.getuid()}-{digest}"
 
 
 def runtime_info_path(home: Path) -> Path:

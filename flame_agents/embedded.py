@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from flame_agents.config import (
     Endpoints,
     RuntimeInfo,
     agents_home,
+    instance_socket_dir,
     read_runtime_info,
     resolve_endpoints,
     runtime_info_path,
@@ -215,6 +217,10 @@ def stop_runtime(home: Path | str, *, timeout: float = 20, kill: bool = False) -
     if kill:
         with contextlib.suppress(FileNotFoundError):
             runtime_info_path(path).unlink()
+    sockets = instance_socket_dir(path.resolve())
+    if path.resolve() not in sockets.parents:
+        # A killed runtime cannot remove its temp-dir socket folder; it would outlive the home.
+        shutil.rmtree(sockets, ignore_errors=True)
     return True
 
 

@@ -10,21 +10,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import shutil
 import signal
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from flame_agents.config import instance_socket_dir
 from flame_agents.errors import ConfigError
 
 __all__ = ["HomeLayout", "HomeLock", "kill_orphans"]
-
-_SUN_PATH_MAX = 107
-"""AF_UNIX paths hold 108 bytes including the terminating NUL."""
-_SOCKET_NAME_LEN = len("/00000000-0000-0000-0000-000000000000.sock")
 
 
 @dataclass(frozen=True)
@@ -61,11 +56,7 @@ class HomeLayout:
     @property
     def sockets(self) -> Path:
         """Folder of instance sockets, short enough for AF_UNIX."""
-        preferred = self.home / "sock"
-        if len(str(preferred)) + _SOCKET_NAME_LEN <= _SUN_PATH_MAX:
-            return preferred
-        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"flame-agents-{os.getuid()}-{digest}"
+        return instance_socket_dir(self.home)
 
     def create(self) -> None:
         """Create the home (mode 0700) and its folders."""

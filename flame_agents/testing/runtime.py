@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from flame_agents.config import RuntimeInfo
+from flame_agents.config import RuntimeInfo, instance_socket_dir
 from flame_agents.embedded import start_runtime, stop_runtime
 from flame_agents.errors import InvalidStateError
 
@@ -213,8 +213,6 @@ def _port(url: str) -> int:
 
 
 def _remove_socket_dir(home: Path) -> None:
-    from flame_agents.runtime._home import HomeLayout
-
-    sockets = HomeLayout(home).sockets
+    sockets = instance_socket_dir(home)
     if not sockets.is_relative_to(home):
         shutil.rmtree(sockets, ignore_errors=True)

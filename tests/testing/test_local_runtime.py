@@ -130,3 +130,22 @@ def test_long_home_socket_folder_is_removed_on_stop(tmp_path: Path) -> None:
         embedded.stop_runtime(home, kill=True)
         proc.wait(timeout=30)
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+def test_killed_runtime_socket_folder_is_removed_by_stop_runtime(tmp_path: Path) -> None:
+    """stop_runtime(kill=True) removes the temp-dir socket folder a killed runtime cannot."""
+    home = (tmp_path / ("k" * 90) / "home").resolve()
+    sockets = HomeLayout(home).sockets
+    proc, info = embedded.start_runtime(home)
+    try:
+        with Frontend(info.endpoint) as fe:
+            fe.create_session("killed-home", "flmping")
+            assert fe.run("killed-home", b"ping").spec.output == b"ping"
+        assert sockets.is_dir()
+        assert embedded.stop_runtime(home, kill=True)
+        proc.wait(timeout=30)
+        assert not sockets.exists()
+    finally:
+        embedded.stop_runtime(home, kill=True)
+        proc.wait(timeout=30)
+        shutil.rmtree(sockets, ignore_errors=True)
