@@ -114,6 +114,8 @@ async def serve(opts: RuntimeOptions) -> None:
         layout.clear_leftovers()
         await _serve_locked(layout, opts)
     finally:
+        # Every instance is gone by now (or start-up failed before launching any).
+        layout.remove_outside_sockets()
         lock.release()
 
 
@@ -191,7 +193,6 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
         with contextlib.suppress(FileNotFoundError):
             runtime_info_path(layout.home).unlink()
         await scheduler.shutdown()
-        layout.remove_outside_sockets()
         await server.stop(grace=1.0)
         if cache is not None:
             cache.shutdown()  # type: ignore[attr-defined]
