@@ -86,25 +86,30 @@ def _spec_pairs(spec: ApplicationSpec) -> list[tuple[str, Any]]:
     return pairs
 
 
+def _load_specs(path: str) -> list[tuple[str, ApplicationSpec]]:
+    """Every application of a YAML file as (name, spec), all checked before any is sent, so a
+    typo in document 3 does not leave documents 1 and 2 registered."""
+    return [
+        (doc.name, ApplicationSpec.from_dict(spec_with_agent_schema(doc)))
+        for doc in app_yaml.load_app_file(path)
+    ]
+
+
 def _cmd_register(args: argparse.Namespace) -> int:
-    # Validate the whole file before registering anything, so a typo in document 3 does not
-    # leave documents 1 and 2 registered.
-    docs = app_yaml.load_app_file(args.file)
+    specs = _load_specs(args.file)
     with connection(args.endpoint) as conn:
-        for doc in docs:
-            spec = ApplicationSpec.from_dict(spec_with_agent_schema(doc))
-            conn.register_application(doc.name, spec)
-            print(f"registered {doc.name}")
+        for name, spec in specs:
+            conn.register_application(name, spec)
+            print(f"registered {name}")
     return 0
 
 
 def _cmd_update(args: argparse.Namespace) -> int:
-    docs = app_yaml.load_app_file(args.application)
+    specs = _load_specs(args.application)
     with connection(args.endpoint) as conn:
-        for doc in docs:
-            spec = ApplicationSpec.from_dict(spec_with_agent_schema(doc))
-            conn.update_application(doc.name, spec)
-            print(f"updated {doc.name}")
+        for name, spec in specs:
+            conn.update_application(name, spec)
+            print(f"updated {name}")
     return 0
 
 
