@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from flame_agents._wire import frontend_pb2_grpc
+from flame_agents._wire import fastpath, frontend_pb2_grpc
 from flame_agents._wire.errors import map_rpc_error
 from flame_agents.config import DEFAULT_CACHE_ENDPOINT, Endpoints, auth_metadata, grpc_target
 from flame_agents.core import _applications, _sessions, _tasks
@@ -139,6 +139,10 @@ class Connection:
             else self._channel
         )
         self.stub: Any = frontend_pb2_grpc.FrontendStub(channel)
+        self.run_task: Any = fastpath.run_task_callable(channel)
+        """Our RunTask fast path (see ``_wire.fastpath``); Flame itself does not serve it."""
+        self.fast_path: bool | None = None
+        """Whether the Frontend serves RunTask: None until the first call tells."""
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="flame-agents-watch"
         )

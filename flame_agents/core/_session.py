@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from flame_agents._logging import get_logger
-from flame_agents.core import _tasks
+from flame_agents.core import _fastpath, _tasks
 from flame_agents.core._validate import check_bytes, check_task_id
 from flame_agents.errors import FlameAgentsError
 from flame_agents.types import SessionInfo, Task
@@ -75,7 +75,11 @@ class Session:
         resolves with the output bytes (or None), or fails with :class:`TaskFailedError` carrying
         the service's error text.
         """
-        task = self.create_task(input)
+        data = check_bytes("task input", input)
+        started = _fastpath.start_task(self.connection, self.id, data)
+        if started is not None:
+            return self.connection.submit(lambda: _tasks.result_of(started.wait()))
+        task = _tasks.create_task(self.connection, self.id, data)
         return self.connection.submit(lambda: self._result(task.id, None))
 
     def invoke(self, input: bytes | None, *, timeout: float | None = None) -> bytes | None:
@@ -88,7 +92,11 @@ class Session:
             InvocationTimeoutError: no result within ``timeout`` seconds (the task keeps
                 running).
         """
-        task = self.create_task(input)
+        data = check_bytes("task input", input)
+        started = _fastpath.start_task(self.connection, self.id, data, timeout=timeout)
+        if started is not None:
+            return _tasks.result_of(started.wait())
+        task = _tasks.create_task(self.connection, self.id, data)
         return self._result(task.id, timeout)
 
     def _result(self, task_id: str, timeout: float | None) -> bytes | None:

@@ -30,7 +30,15 @@ from flame_agents.types import Task, TaskState
 if TYPE_CHECKING:
     from flame_agents.core._connection import Connection
 
-__all__ = ["create_task", "get_task", "list_tasks", "result_of", "wait_task", "watch_task"]
+__all__ = [
+    "create_task",
+    "get_task",
+    "list_tasks",
+    "result_of",
+    "timeout_error",
+    "wait_task",
+    "watch_task",
+]
 
 _log = get_logger(__name__)
 
@@ -104,7 +112,7 @@ def watch_task(
         except grpc.RpcError as exc:
             code, _ = rpc_status(exc)
             if code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
-                raise _timeout_error(timeout, **fields) from exc
+                raise timeout_error(timeout, **fields) from exc
             if code == grpc.StatusCode.CANCELLED and conn.closed:
                 raise InvalidStateError(
                     f"watch_task: the connection to {conn.endpoint} was closed", **fields
@@ -170,11 +178,12 @@ def _remaining(deadline: float | None, timeout: float | None, **fields: Any) -> 
         return None
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise _timeout_error(timeout, **fields)
+        raise timeout_error(timeout, **fields)
     return remaining
 
 
-def _timeout_error(timeout: float | None, **fields: Any) -> InvocationTimeoutError:
+def timeout_error(timeout: float | None, **fields: Any) -> InvocationTimeoutError:
+    """The error of a wait that ran out of time (fields: ``session_id``, ``task_id``)."""
     return InvocationTimeoutError(
         f"task {fields['task_id']} of session {fields['session_id']} did not finish within "
         f"{timeout} s (it keeps running; wait again with get_task/watch_task)",

@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
         "--bind-timeout", type=float, default=30.0, help="seconds for a service to bind its socket"
     )
     p.add_argument(
+        "--max-concurrent-starts",
+        type=int,
+        default=None,
+        help="instances starting at once (default: the number of CPUs, at least 2); "
+        "more wait their turn, and their bind timeout starts when they do",
+    )
+    p.add_argument(
         "--bind-retry-limit", type=int, default=5, help="bind failures before a session pauses"
     )
     p.add_argument(
@@ -175,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         cache_port=args.cache_port,
         max_instances=max(1, args.max_instances),
         bind_timeout=args.bind_timeout,
+        max_concurrent_starts=(
+            None if args.max_concurrent_starts is None else max(1, args.max_concurrent_starts)
+        ),
         bind_retry_limit=max(1, args.bind_retry_limit),
         max_task_attempts=max(1, args.max_task_attempts),
         token=token,

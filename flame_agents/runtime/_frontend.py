@@ -408,6 +408,33 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         self, request: frontend_pb2.CreateTaskRequest, context: Ctx
     ) -> types_pb2.Task:
         """Add a pending task to an open session and dispatch it at once."""
+        return self._task_msg(await self._create_task(request, context))
+
+    async def RunTask(
+        self, request: frontend_pb2.CreateTaskRequest, context: Ctx
+    ) -> AsyncIterator[types_pb2.Task]:
+        """Our fast path (not Flame's): CreateTask, then the terminal task, in one stream.
+
+        The first message is the created task without its input; the second the terminal task
+        with its output, and its events only when it failed (see ``_wire.fastpath``).
+        """
+        row = await self._create_task(request, context)
+        sid, tid = row.session_id, row.id
+        yield _protos.task(row, [], with_input=False)
+        while row.state not in st.TERMINAL:
+            changed = self._sched.task_changed(sid, tid)  # registered before the read, as below
+            fresh = self._store.get_task(sid, tid)
+            if fresh is None:  # deleted under us
+                await _abort(context, grpc.StatusCode.NOT_FOUND, f"task {tid} was deleted")
+            row = fresh
+            if row.state not in st.TERMINAL:
+                await changed.wait()
+        events = self._store.events(sid, tid) if row.state != st.SUCCEED else []
+        yield _protos.task(row, events, with_input=False)
+
+    async def _create_task(
+        self, request: frontend_pb2.CreateTaskRequest, context: Ctx
+    ) -> st.TaskRow:
         if not request.HasField("task"):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "task spec is required")
         sid = request.task.session_id
@@ -421,7 +448,7 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         data = request.task.input if request.task.HasField("input") else None
         task = self._store.create_task(sid, data)
         self._sched.task_created(sid, task.id)
-        return self._task_msg(task)
+        return task
 
     async def GetTask(self, request: frontend_pb2.GetTaskRequest, context: Ctx) -> types_pb2.Task:
         """One task with input, output and events."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import os
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -46,7 +47,7 @@ from flame_agents.runtime._instance import (
 )
 from flame_agents.runtime._store import SessionRow, Store, StoreWriteError
 
-__all__ = ["ExecutorView", "Scheduler", "SchedulerOptions"]
+__all__ = ["ExecutorView", "Scheduler", "SchedulerOptions", "default_concurrent_starts"]
 
 _T = TypeVar("_T")
 
@@ -73,7 +74,9 @@ class SchedulerOptions:
     max_instances: int = 64
     """Cap on live instances across all sessions."""
     bind_timeout: float = 30.0
-    """Seconds a launched service has to bind its socket."""
+    """Seconds a launched service has to bind its socket (counted from its start)."""
+    max_concurrent_starts: int = 2
+    """Instances starting (spawn -> bound socket) at once; the rest wait their turn."""
     bind_retry_limit: int = 5
     """Bind failures after which a session gets no more instances (event 1002)."""
     max_task_attempts: int = 3
@@ -82,6 +85,17 @@ class SchedulerOptions:
     """Seconds between SIGTERM and SIGKILL when stopping an instance."""
     task_timeout: float | None = None
     """Default seconds a task may run (None = no limit); an application label overrides it."""
+
+
+def default_concurrent_starts() -> int:
+    """Instances started at once by default: one per CPU, at least 2.
+
+    A Python service spends its start-up importing on a CPU; starting 200 at once on 2 CPUs
+    made each take minutes, past the bind timeout, so sessions paused under a burst of new
+    sessions. Queued starts cost nothing, and each start is then as quick as on an idle
+    machine (Ray limits worker start-up concurrency the same way).
+    """
+    return max(2, os.cpu_count() or 2)
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,7 @@ class Scheduler:
         self._sessions: dict[str, _Session] = {}
         self._watchers: dict[tuple[str, int], asyncio.Event] = {}
         self._stopping = False
+        self._starts = asyncio.Semaphore(max(1, options.max_concurrent_starts))
 
     # -- start-up and shutdown --------------------------------------------------------------
 
@@ -337,7 +352,10 @@ class Scheduler:
                 )
             )
             inst.task_timeout = self._task_timeout(app.spec)
-            await inst.process.start()
+            async with self._starts:
+                if inst.release or sess.closed or self._stopping:
+                    return  # no longer wanted while it waited for its turn
+                await inst.process.start()
             # An idle instance that dies is noticed at once: its exit wakes the worker.
             inst.process.on_exit(inst.wake.set)
             await inst.process.enter()

@@ -13,7 +13,7 @@ import grpc
 import grpc.aio
 
 from flame_agents._logging import get_logger
-from flame_agents._wire import frontend_pb2_grpc
+from flame_agents._wire import fastpath, frontend_pb2_grpc
 from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_info
 from flame_agents.errors import ConfigError
 from flame_agents.runtime import _auth
@@ -22,12 +22,19 @@ from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendService
 from flame_agents.runtime._home import HomeLayout, HomeLock
 from flame_agents.runtime._malformed import MalformedRequestInterceptor
 from flame_agents.runtime._protos import node_name
-from flame_agents.runtime._scheduler import Scheduler, SchedulerOptions
+from flame_agents.runtime._scheduler import (
+    Scheduler,
+    SchedulerOptions,
+    default_concurrent_starts,
+)
 from flame_agents.runtime._store import Store
 
 __all__ = ["RuntimeOptions", "serve"]
 
 _log = get_logger(__name__)
+
+UNREQUESTED_CALL_SECONDS = 24 * 3600
+"""How long a received call may wait for the busy server to pick it up (see serve())."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,8 @@ class RuntimeOptions:
     """Cap on live service instances across all sessions."""
     bind_timeout: float = 30.0
     """Seconds a launched service has to bind its socket."""
+    max_concurrent_starts: int | None = None
+    """Instances starting at once (None = the number of CPUs, at least 2)."""
     bind_retry_limit: int = 5
     """Bind failures before a session is paused (event 1002)."""
     max_task_attempts: int = 3
@@ -130,6 +139,10 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", opts.max_message_bytes),
             ("grpc.max_send_message_length", opts.max_message_bytes),
+            # gRPC cancels a call that waited this long for the server to pick it up (default
+            # 30 s): under a burst on a busy machine that turned queued CreateTask calls into
+            # CANCELLED. A queued call should wait for its own deadline instead.
+            ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_SECONDS),
         ],
         # The token check runs first: an unauthenticated caller learns nothing about parsing.
         interceptors=[
@@ -162,6 +175,7 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             cache_endpoint=cache_endpoint,
             max_instances=opts.max_instances,
             bind_timeout=opts.bind_timeout,
+            max_concurrent_starts=opts.max_concurrent_starts or default_concurrent_starts(),
             bind_retry_limit=opts.bind_retry_limit,
             max_task_attempts=opts.max_task_attempts,
             task_timeout=opts.task_timeout,
@@ -169,6 +183,7 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
     )
     servicer = FrontendServicer(store, scheduler, max_id_bytes=opts.max_id_bytes)
     frontend_pb2_grpc.add_FrontendServicer_to_server(servicer, server)
+    fastpath.add_to_server(servicer.RunTask, server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
