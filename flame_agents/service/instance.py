@@ -14,10 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import cloudpickle
-import structlog
-
-from flame_agents._logging import configure, get_logger
+from flame_agents._logging import configure_on_first_use, get_logger
 from flame_agents.errors import InvalidArgumentError
 from flame_agents.service._entrypoint import Entrypoint, EventLoopThread, check_entrypoint
 from flame_agents.service._instance_server import instance_endpoint, serve
@@ -90,6 +87,8 @@ class FlameInstance:
             from flame_agents.cache import get_object
 
             stored = get_object(self._ref)
+            import cloudpickle
+
             # flamepy stores cloudpickle bytes; tolerate a plain object put by other tools.
             return cloudpickle.loads(stored) if isinstance(stored, bytes) else stored
         if self._session_id is None:
@@ -105,6 +104,8 @@ class FlameInstance:
         other instances of the session do not see it. Create the session with ``ctx=`` (even
         ``ctx={}``) to share the context.
         """
+        import cloudpickle
+
         payload = cloudpickle.dumps(data)
         if self._ref is not None:
             from flame_agents.cache import update_object
@@ -131,9 +132,9 @@ class FlameInstance:
                 "FlameInstance.run(): no entrypoint registered; decorate a function with "
                 "@ins.entrypoint before calling run()"
             )
-        if not structlog.is_configured():
-            # run() is the service process's entry point; the launcher captures stderr.
-            configure(level=os.environ.get("FLAME_LOG_LEVEL") or "info")
+        # run() is the service process's entry point; the launcher captures stderr. Importing
+        # structlog waits for the first log line: a quiet service starts without it.
+        configure_on_first_use(level=os.environ.get("FLAME_LOG_LEVEL") or "info")
         try:
             if instance_endpoint() is not None:
                 serve(self)
@@ -168,6 +169,8 @@ class FlameInstance:
 
     def on_task_invoke(self, task_id: str, session_id: str, input: bytes | None) -> bytes | None:
         """Run the entrypoint on one cloudpickled request; return the cloudpickled reply."""
+        import cloudpickle  # on first use: imported once, then a dict lookup
+
         value = cloudpickle.loads(input) if input is not None else None
         result = self._call(value)
         return None if result is None else bytes(cloudpickle.dumps(result))
