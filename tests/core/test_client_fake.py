@@ -55,6 +55,15 @@ def test_invoke_returns_output(env: FakeEnv) -> None:
     assert ssn.invoke(None) is None
 
 
+def test_invoke_falls_back_to_the_plain_calls_without_the_fast_path(env: FakeEnv) -> None:
+    """A Frontend without RunTask (like Flame 0.6) gets CreateTask + WatchTask, every time."""
+    ssn = env.conn.create_session("echo")
+    assert ssn.invoke(b"a") == b"echo:a"
+    assert env.conn.fast_path is False
+    assert ssn.run(b"b").result(timeout=30) == b"echo:b"
+    assert [op for op, _ in env.fake.requests].count("CreateTask") == 2
+
+
 def test_invoke_failure_carries_service_text(env: FakeEnv) -> None:
     """A failed task raises TaskFailedError with the code-3 event text and its ids."""
     ssn = env.conn.create_session("echo")
