@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         help="default seconds a task may run before its instance is killed and the task failed "
         "(default: no limit; the application label flame-agents.task-timeout=<s> overrides it)",
     )
+    p.add_argument(
+        "--fsync",
+        action="store_true",
+        help="flush every database commit and cache write to disk before acknowledging it, so "
+        "acknowledged work survives power loss or an OS crash (slower); by default it survives "
+        "a kill of any process",
+    )
     return p
 
 
@@ -195,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         max_id_bytes=max(1, args.max_id_bytes),
         max_object_bytes=max(1, args.max_object_bytes),
         task_timeout=args.task_timeout if args.task_timeout and args.task_timeout > 0 else None,
+        fsync=args.fsync,
     )
     try:
         asyncio.run(serve(opts))

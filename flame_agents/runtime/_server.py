@@ -75,6 +75,9 @@ class RuntimeOptions:
     task_timeout: float | None = None
     """Default seconds a task may run (None = no limit); the application label
     ``flame-agents.task-timeout`` overrides it."""
+    fsync: bool = False
+    """Flush every database commit and cache write to disk before acknowledging it (survives
+    power loss and OS crashes); off, acknowledged writes survive a kill of any process."""
 
 
 def _start_cache(layout: HomeLayout, opts: RuntimeOptions) -> object | None:
@@ -90,6 +93,7 @@ def _start_cache(layout: HomeLayout, opts: RuntimeOptions) -> object | None:
         port=opts.cache_port,
         token=opts.token,
         tls=_auth.load_tls(opts.tls_cert, opts.tls_key),
+        fsync=opts.fsync,
         **limits,
     )
     server.serve_in_background()
@@ -129,7 +133,7 @@ async def serve(opts: RuntimeOptions) -> None:
 
 
 async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
-    store = Store(layout.db)
+    store = Store(layout.db, fsync=opts.fsync)
     for name, spec in builtin_applications().items():
         store.put_app(name, spec)
     cache = _start_cache(layout, opts)

@@ -139,13 +139,17 @@ class EventRow:
 class Store:
     """The sqlite-backed state of one runtime home."""
 
-    def __init__(self, path: Path) -> None:
-        """Open (or create) the database; ConfigError naming the file if it is damaged."""
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        """Open (or create) the database; ConfigError naming the file if it is damaged.
+
+        ``fsync``: ``synchronous=FULL`` (each commit flushed: survives power loss) instead of
+        ``NORMAL`` (survives a crash of the runtime process, not of the OS).
+        """
         self._path = path
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.execute("PRAGMA foreign_keys=OFF")
             # A damaged file must stop the start-up, never be served (or silently recreated).
             problems = [str(r[0]) for r in self._db.execute("PRAGMA quick_check").fetchall()]

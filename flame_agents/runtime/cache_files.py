@@ -1,9 +1,11 @@
-"""Durable, self-checking files of the object cache: one Arrow IPC file per base or patch.
+"""Self-checking base files of the object cache: one Arrow IPC file per object base.
 
-A write is acknowledged only once it is on disk: the bytes go to a temporary file in the target
-directory, are fsynced, renamed over the target and the directory is fsynced, so a crash leaves
-either the old file or the new one, never a torn one. Opaque files carry a CRC32 of their data
-so a damaged file is reported (naming it) instead of served.
+A base file is replaced atomically: the bytes go to a temporary file in the target directory
+(in one ``write`` when small) and are renamed over the target, so a kill at any moment leaves
+the old file or the new one, never a torn one. With :class:`Durability` ``fsync`` on, the file
+and then its directory are also flushed before the write is acknowledged, so it survives an OS
+crash or power loss too. Opaque files carry a CRC32 of their data so a damaged file is reported
+(naming it) instead of served.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flame_agents.errors import CacheError
+from flame_agents.runtime.cache_journal import GroupSync, fsync_path
 
 __all__ = [
     "FORMAT_ARROW_TABLE",
@@ -26,6 +29,7 @@ __all__ = [
     "OPAQUE_SCHEMA",
     "TMP_SUFFIX",
     "VERSION_KEY",
+    "Durability",
     "StoredFile",
     "fsync_dir",
     "read_stored",
@@ -63,15 +67,39 @@ class StoredFile:
 
 def fsync_dir(path: Path) -> None:
     """Make a rename/create/unlink inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(path)
 
 
-def _mkdirs(path: Path) -> None:
-    """Create ``path`` and missing parents, fsyncing each new entry's parent."""
+class Durability:
+    """When a cache write counts as durable: in the page cache (default) or flushed to disk.
+
+    Without ``fsync`` an acknowledged write survives a kill of any process (the data is in the
+    OS page cache, and every replacement is an atomic rename or a checked append), not an OS
+    crash. With ``fsync`` every write is flushed before its acknowledgement; directory flushes
+    of concurrent writers in one directory are shared (group commit).
+    """
+
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync
+        self._group = GroupSync()
+
+    def file(self, fd: int) -> None:
+        """Flush an open file's data (``fsync`` mode only)."""
+        if self.fsync:
+            os.fsync(fd)
+
+    def directory(self, path: Path) -> None:
+        """Make entries created, renamed or removed in ``path`` durable (``fsync`` mode only)."""
+        if self.fsync:
+            self._group.sync(str(path), lambda: fsync_path(path))
+
+
+_SMALL_WRITE = 1024 * 1024
+"""Files up to this size are serialized in memory and written with one ``write`` call."""
+
+
+def _mkdirs(path: Path, durability: Durability) -> None:
+    """Create ``path`` and missing parents; durably so in ``fsync`` mode."""
     missing = []
     probe = path
     while not probe.exists():
@@ -82,40 +110,60 @@ def _mkdirs(path: Path) -> None:
             new.mkdir()
         except FileExistsError:
             continue
-        fsync_dir(new.parent)
+        durability.directory(new.parent)
 
 
 def _atomic_write(
-    path: Path, fill: Callable[[pa.NativeFile], None], *, dir_lock: threading.Lock
+    path: Path,
+    fill: Callable[[pa.NativeFile], None],
+    *,
+    dir_lock: threading.Lock,
+    durability: Durability,
+    size_hint: int,
 ) -> int:
-    """Durably replace ``path`` with what ``fill`` writes; return the bytes written."""
+    """Atomically replace ``path`` with what ``fill`` writes; return the bytes written."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+    payload: pa.Buffer | None = None
+    if size_hint <= _SMALL_WRITE:
+        buffer = pa.BufferOutputStream()
+        fill(buffer)
+        payload = buffer.getvalue()
     # Creating the temporary file under the directory lock keeps a concurrent DELETE from
     # removing the (then non-empty) directory between our mkdir and our rename.
     with dir_lock:
-        _mkdirs(path.parent)
-        sink = pa.OSFile(str(tmp), "wb")
+        _mkdirs(path.parent, durability)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
-            fill(sink)
-        finally:
-            sink.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
+            if payload is not None:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                size = int(payload.size)
+            else:
+                with pa.OSFile(str(tmp), "wb") as sink:  # the same (uniquely named) file
+                    fill(sink)
+                size = os.fstat(fd).st_size
+            durability.file(fd)
         finally:
             os.close(fd)
-        size = tmp.stat().st_size
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    durability.directory(path.parent)
     return size
 
 
-def write_opaque(path: Path, version: int, data: bytes, *, dir_lock: threading.Lock) -> int:
-    """Durably write an opaque blob (a base or a patch) at ``version``; return bytes written."""
+def write_opaque(
+    path: Path,
+    version: int,
+    data: bytes,
+    *,
+    dir_lock: threading.Lock,
+    durability: Durability | None = None,
+) -> int:
+    """Atomically write an opaque blob (a base or a patch) at ``version``; return its size."""
     schema = OPAQUE_SCHEMA.with_metadata(
         {FORMAT_KEY: _FORMAT_OPAQUE, _CRC_KEY: str(zlib.crc32(data)).encode()}
     )
@@ -127,7 +175,13 @@ def write_opaque(path: Path, version: int, data: bytes, *, dir_lock: threading.L
         with pa.ipc.new_file(sink, schema) as writer:
             writer.write_batch(batch)
 
-    return _atomic_write(path, fill, dir_lock=dir_lock)
+    return _atomic_write(
+        path,
+        fill,
+        dir_lock=dir_lock,
+        durability=durability or Durability(),
+        size_hint=len(data) + 1024,
+    )
 
 
 def with_version(schema: pa.Schema, version: int) -> pa.Schema:
@@ -144,16 +198,24 @@ def write_native(
     batches: Iterable[pa.RecordBatch],
     *,
     dir_lock: threading.Lock,
+    durability: Durability | None = None,
 ) -> int:
-    """Durably write a native Arrow table as-is, recording ``version`` in its schema metadata."""
+    """Atomically write a native Arrow table as-is, recording ``version`` in its metadata."""
     stored = with_version(schema, version)
+    batches = list(batches)
 
     def fill(sink: pa.NativeFile) -> None:
         with pa.ipc.new_file(sink, stored) as writer:
             for batch in batches:
                 writer.write_batch(batch.replace_schema_metadata(stored.metadata))
 
-    return _atomic_write(path, fill, dir_lock=dir_lock)
+    return _atomic_write(
+        path,
+        fill,
+        dir_lock=dir_lock,
+        durability=durability or Durability(),
+        size_hint=sum(b.nbytes for b in batches) + 4096,
+    )
 
 
 def _corrupt(path: Path, why: str) -> CacheError:

@@ -135,13 +135,18 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
         token: str | None = None,
         tls: tuple[bytes, bytes] | None = None,
+        fsync: bool = False,
     ) -> None:
         """Load the store under ``root`` and listen on ``host:port``.
 
         ``token``: refuse calls without ``authorization: Bearer <token>``. ``tls``: a PEM
         certificate chain and key; the server then speaks TLS and advertises ``grpcs://``.
+        ``fsync``: flush every write to disk before acknowledging it (survives power loss);
+        by default an acknowledged write is in the OS page cache (survives any process kill).
         """
-        self.store = ObjectStore(Path(root), max_memory=max_memory, max_patches=max_patches)
+        self.store = ObjectStore(
+            Path(root), max_memory=max_memory, max_patches=max_patches, fsync=fsync
+        )
         self._max_object_bytes = max_object_bytes
         middleware = {}
         if token:

@@ -1,20 +1,30 @@
-"""The object cache's durable store: versioned objects, each a base plus append-only patches.
+"""The object cache's store: versioned objects, each a base plus append-only patches.
 
-Layout under ``root`` (flame-wire §4.3): ``<app>/<session>/<id>.arrow`` holds the base and
-``<app>/<session>/<id>.deltas/<n>.arrow`` one file per patch, so a patch costs O(patch) bytes on
-disk and never rewrites the base. Every write is durable before it is acknowledged
-(:mod:`cache_files`). Only an index of versions and sizes stays in memory; decoded data lives in
-a byte-bounded LRU and is read back from disk when evicted. Operations on one key are serialised
-by a striped lock; different keys proceed in parallel.
+Layout under ``root``: ``<app>/<session>/<id>.arrow`` is the base file (flame-wire §4.3's
+format) and ``<app>/<session>/<id>.journal`` the object's journal (:mod:`cache_journal`): every
+patch, and every replacement of a small opaque base, is one record appended to it, so a write
+costs one append of O(write) bytes and never rewrites the base. A large or native base is
+written as a new base file (atomic rename, :mod:`cache_files`) and the journal removed; a base
+replacement also goes to a new base file when the journal has grown past
+``_JOURNAL_MAX`` bytes, which bounds it. Homes written by earlier versions (one file per patch
+in ``<id>.deltas/<n>.arrow``) are converted to a journal when the object is first loaded.
 
-Crash safety of a replace (compaction): the new base (higher version) is made durable first and
-the old patch files removed after; patch files left behind by a crash in between have versions
-at or below the base and are discarded when the store opens.
+Durability (:class:`~flame_agents.runtime.cache_files.Durability`): by default a write is
+acknowledged once it is in the OS page cache, which survives a kill of any process but not an
+OS crash; with ``fsync`` it is flushed first. Only an index of versions and sizes stays in
+memory; decoded data lives in a byte-bounded LRU and is read back from disk when evicted.
+Operations on one key are serialised by a striped lock; different keys proceed in parallel.
+
+Crash safety of a base rewrite: the new base file (higher version) is renamed in first and the
+journal removed after; journal records left behind by a crash in between have versions at or
+below the base and are discarded when the object loads. A torn last journal record (a write
+interrupted by a kill, never acknowledged) is dropped and the file cut back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import uuid
@@ -36,12 +46,21 @@ from flame_agents.errors import (
 )
 from flame_agents.runtime.cache_files import (
     TMP_SUFFIX,
+    Durability,
     StoredFile,
     fsync_dir,
     read_stored,
     with_version,
     write_native,
     write_opaque,
+)
+from flame_agents.runtime.cache_journal import (
+    JOURNAL_MAGIC,
+    KIND_BASE,
+    KIND_PATCH,
+    append_records,
+    encode_record,
+    read_journal,
 )
 from flame_agents.runtime.cache_keys import CacheKey, parse_key
 from flame_agents.runtime.cache_lru import LoadedObject, ObjectLRU
@@ -64,6 +83,13 @@ DEFAULT_MAX_MEMORY = 256 * 1024 * 1024
 DEFAULT_MAX_PATCHES = 1000
 """Patches per object before a patch is refused (Flame's disk-storage limit)."""
 
+_JOURNAL_BASE_MAX = 64 * 1024
+"""Largest opaque base replacement appended to the journal (larger ones get a new base file)."""
+
+_JOURNAL_MAX = 1024 * 1024
+"""A base replacement that would grow the journal past this rewrites the base file instead."""
+
+_JOURNAL_SUFFIX = ".journal"
 _STRIPES = 64
 _log = get_logger(__name__)
 
@@ -115,7 +141,6 @@ class ObjectInfo:
 @dataclass
 class _PatchMeta:
     version: int
-    n: int
     size: int
 
 
@@ -126,7 +151,8 @@ class _Entry:
     base_size: int
     native_schema: pa.Schema | None
     patches: list[_PatchMeta] = field(default_factory=list)
-    next_n: int = 0
+    journal_size: int = 0
+    """Acknowledged bytes of the journal (0 = none): reads never look past them."""
 
     @property
     def version(self) -> int:
@@ -151,9 +177,11 @@ def _conflict(expected: int, current: int, key: str) -> CommitConflictError:
 
 
 class ObjectStore:
-    """Durable versioned objects under ``root``; loads and checks everything on open.
+    """Versioned objects under ``root``; loads and checks everything on open.
 
     Raises CacheError naming the file if a stored file is damaged, rather than dropping data.
+    ``fsync``: flush every write to disk before acknowledging it (power-loss safe) instead of
+    leaving it in the OS page cache (safe against a kill of any process).
     """
 
     def __init__(
@@ -162,16 +190,23 @@ class ObjectStore:
         *,
         max_memory: int = DEFAULT_MAX_MEMORY,
         max_patches: int = DEFAULT_MAX_PATCHES,
+        fsync: bool = False,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._max_patches = max_patches
+        self._durability = Durability(fsync=fsync)
         self._lru = ObjectLRU(max_memory)
         self._index: dict[str, _Entry] = {}
         self._index_lock = threading.Lock()
         self._dir_lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._scan()
+
+    @property
+    def fsync(self) -> bool:
+        """Whether writes are flushed to disk before they are acknowledged."""
+        return self._durability.fsync
 
     # -- paths and locks ------------------------------------------------------------------
 
@@ -181,7 +216,11 @@ class ObjectStore:
     def _base_path(self, key: CacheKey) -> Path:
         return self._session_dir(key) / f"{key.object_id}.arrow"
 
+    def _journal_path(self, key: CacheKey) -> Path:
+        return self._session_dir(key) / f"{key.object_id}{_JOURNAL_SUFFIX}"
+
     def _deltas_dir(self, key: CacheKey) -> Path:
+        """Where earlier versions kept one file per patch (converted when loaded)."""
         return self._session_dir(key) / f"{key.object_id}.deltas"
 
     @contextmanager
@@ -212,68 +251,130 @@ class ObjectStore:
                     ):
                         # Its base was deleted and a crash came before the patches went.
                         shutil.rmtree(path)
-        _log.info("cache_store_opened", root=str(self.root), objects=len(self._index))
+                    elif (
+                        path.name.endswith(_JOURNAL_SUFFIX)
+                        and not (ssn_dir / f"{path.name[: -len(_JOURNAL_SUFFIX)]}.arrow").exists()
+                    ):
+                        path.unlink()  # the same, for a journal
+        _log.info(
+            "cache_store_opened", root=str(self.root), objects=len(self._index), fsync=self.fsync
+        )
 
     def _load_entry(self, key: CacheKey, *, warm: bool) -> _Entry | None:
-        """Read the object's files from disk into the index (and the LRU if ``warm``)."""
+        """Read the object's files from disk into the index (and the LRU if ``warm``).
+
+        Also repairs what a crash may leave: converts a legacy ``.deltas`` folder, cuts a torn
+        journal record, removes a journal superseded by a newer base file.
+        """
         base_path = self._base_path(key)
         if not base_path.exists():
             return None
         base = read_stored(base_path)
+        if self._deltas_dir(key).is_dir():
+            self._convert_deltas(key, base.version)
+        entry, loaded = self._replay(key, base, limit=None)
+        with self._index_lock:
+            self._index[str(key)] = entry
+        if warm:
+            self._lru.put(str(key), loaded)
+        return entry
+
+    def _replay(
+        self, key: CacheKey, base: StoredFile, *, limit: int | None
+    ) -> tuple[_Entry, LoadedObject]:
+        """Base file + journal records = the object. ``limit``: acknowledged journal bytes
+        (None at load time, which also repairs the journal)."""
         entry = _Entry(
             key=key,
             base_version=base.version,
             base_size=base.size,
             native_schema=base.table.schema if base.table is not None else None,
         )
-        patch_data = self._load_patches(entry)
-        with self._index_lock:
-            self._index[str(key)] = entry
-        if warm:
-            self._lru.put(str(key), LoadedObject(_body_of(base), patch_data))
-        return entry
-
-    def _load_patches(self, entry: _Entry) -> list[bytes]:
-        deltas = self._deltas_dir(entry.key)
-        if not deltas.is_dir():
-            return []
-        found: list[tuple[int, int, Path, StoredFile]] = []
-        for path in deltas.iterdir():
-            if path.name.endswith(TMP_SUFFIX):
+        loaded = LoadedObject(_body_of(base))
+        path = self._journal_path(key)
+        if limit == 0 or (limit is None and not path.exists()):
+            return entry, loaded
+        journal = read_journal(path, limit=limit)
+        if limit is None and journal.torn_bytes:
+            _log.warning("cache_torn_record_dropped", path=str(path), bytes=journal.torn_bytes)
+        live = [r for r in journal.records if r.version > base.version]
+        if limit is None and (not live or journal.torn_bytes):
+            if not live:
+                # Every record predates the base file (a rewrite crashed before removing it).
                 path.unlink()
-                continue
-            stem = path.name[:-6] if path.name.endswith(".arrow") else ""
-            if not stem.isdigit():
+                return entry, loaded
+            os.truncate(path, journal.good_size)
+        for record in live:
+            if record.version != entry.version + 1:
                 raise CacheError(
-                    f"unexpected file {path} among patches: move it out of {deltas}",
+                    f"corrupted object cache: journal {path} has version {record.version} but "
+                    f"{entry.version + 1} was expected; restore the file from a backup, or "
+                    "move it away to keep only the base",
                     path=str(path),
                 )
-            stored = read_stored(path)
-            if stored.data is None:
+            if record.kind == KIND_BASE:
+                entry.base_version, entry.base_size = record.version, len(record.data)
+                entry.native_schema, entry.patches = None, []
+                loaded = LoadedObject(record.data)
+            elif entry.native_schema is not None:
                 raise CacheError(
-                    f"corrupted object cache file {path}: a patch must be opaque data",
+                    f"corrupted object cache: journal {path} patches a native Arrow table",
                     path=str(path),
                 )
-            found.append((stored.version, int(stem), path, stored))
-        found.sort(key=lambda item: item[0])
-        data: list[bytes] = []
-        expected = entry.base_version + 1
-        for version, n, path, stored in found:
-            entry.next_n = max(entry.next_n, n + 1)
-            if version <= entry.base_version:
-                path.unlink()  # superseded by a compaction that crashed before cleaning up
-                continue
-            if version != expected:
-                raise CacheError(
-                    f"corrupted object cache: patch file {path} has version {version} but "
-                    f"{expected} was expected (a patch is missing); restore the missing file "
-                    f"or remove {deltas} to keep only the base",
-                    path=str(path),
-                )
-            entry.patches.append(_PatchMeta(version, n, stored.size))
-            data.append(stored.data or b"")
-            expected += 1
-        return data
+            else:
+                entry.patches.append(_PatchMeta(record.version, len(record.data)))
+                loaded.patches.append(record.data)
+        entry.journal_size = journal.good_size
+        return entry, loaded
+
+    def _convert_deltas(self, key: CacheKey, base_version: int) -> None:
+        """Turn an earlier version's ``<id>.deltas/<n>.arrow`` files into the journal."""
+        deltas = self._deltas_dir(key)
+        journal = self._journal_path(key)
+        if not journal.exists():  # else a conversion finished but crashed before cleaning up
+            found: list[tuple[int, Path, bytes]] = []
+            for path in deltas.iterdir():
+                if path.name.endswith(TMP_SUFFIX):
+                    continue
+                stem = path.name[:-6] if path.name.endswith(".arrow") else ""
+                if not stem.isdigit():
+                    raise CacheError(
+                        f"unexpected file {path} among patches: move it out of {deltas}",
+                        path=str(path),
+                    )
+                stored = read_stored(path)
+                if stored.data is None:
+                    raise CacheError(
+                        f"corrupted object cache file {path}: a patch must be opaque data",
+                        path=str(path),
+                    )
+                if stored.version > base_version:
+                    found.append((stored.version, path, stored.data))
+            found.sort(key=lambda item: item[0])
+            parts = [JOURNAL_MAGIC]
+            expected = base_version + 1
+            for version, path, data in found:
+                if version != expected:
+                    raise CacheError(
+                        f"corrupted object cache: patch file {path} has version {version} but "
+                        f"{expected} was expected (a patch is missing); restore the missing "
+                        f"file or remove {deltas} to keep only the base",
+                        path=str(path),
+                    )
+                parts.extend(encode_record(KIND_PATCH, version, data))
+                expected += 1
+            if found:
+                # A one-off conversion: always flushed, then atomically renamed in.
+                tmp = journal.with_name(f".{journal.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
+                with open(tmp, "wb") as f:
+                    f.write(b"".join(parts))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, journal)
+                fsync_dir(journal.parent)
+        shutil.rmtree(deltas)
+        fsync_dir(deltas.parent)
+        _log.info("cache_patches_converted", key=str(key))
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -293,11 +394,7 @@ class ObjectStore:
         if item is not None:
             return item
         base = read_stored(self._base_path(entry.key))
-        patches: list[bytes] = []
-        for meta in entry.patches:
-            stored = read_stored(self._deltas_dir(entry.key) / f"{meta.n}.arrow")
-            patches.append(stored.data or b"")
-        item = LoadedObject(_body_of(base), patches)
+        _, item = self._replay(entry.key, base, limit=entry.journal_size)
         self._lru.put(skey, item)
         return item
 
@@ -324,30 +421,70 @@ class ObjectStore:
             if expected is not None and expected != current:
                 raise _conflict(expected, current, skey)
             version = current + 1
-            path = self._base_path(target)
-            if isinstance(body, NativeBody):
-                write_native(path, version, body.schema, body.batches, dir_lock=self._dir_lock)
-                table = pa.Table.from_batches(body.batches, schema=body.schema)
-                loaded = LoadedObject(table.replace_schema_metadata(body.schema.metadata))
-                schema: pa.Schema | None = body.schema
-            else:
-                write_opaque(path, version, body, dir_lock=self._dir_lock)
-                loaded, schema = LoadedObject(body), None
-            deltas = self._deltas_dir(target)
-            if deltas.exists():
-                # Only now that the new base is durable may the old patches go.
-                shutil.rmtree(deltas)
-                fsync_dir(deltas.parent)
+            if (
+                entry is not None
+                and isinstance(body, bytes)
+                and len(body) <= _JOURNAL_BASE_MAX
+                and entry.journal_size + len(body) + 64 <= _JOURNAL_MAX
+            ):
+                self._append(entry, KIND_BASE, version, body)
+                entry.base_version, entry.base_size = version, len(body)
+                entry.native_schema, entry.patches = None, []
+                self._lru.put(skey, LoadedObject(body))
+                return skey, version
+            self._write_base(target, version, body)
+            if entry is not None:
+                # Only now that the new base file is in place may the old journal go.
+                self._journal_path(target).unlink(missing_ok=True)
+                self._durability.directory(self._session_dir(target))
+            loaded = (
+                LoadedObject(body)
+                if isinstance(body, bytes)
+                else LoadedObject(
+                    pa.Table.from_batches(body.batches, schema=body.schema).replace_schema_metadata(
+                        body.schema.metadata
+                    )
+                )
+            )
+            schema = body.schema if isinstance(body, NativeBody) else None
             new_entry = _Entry(target, version, loaded.size, schema)
             with self._index_lock:
                 self._index[skey] = new_entry
             self._lru.put(skey, loaded)
         return skey, version
 
+    def _write_base(self, key: CacheKey, version: int, body: bytes | NativeBody) -> None:
+        path = self._base_path(key)
+        if isinstance(body, NativeBody):
+            write_native(
+                path,
+                version,
+                body.schema,
+                body.batches,
+                dir_lock=self._dir_lock,
+                durability=self._durability,
+            )
+        else:
+            write_opaque(path, version, body, dir_lock=self._dir_lock, durability=self._durability)
+
+    def _append(self, entry: _Entry, kind: int, version: int, data: bytes) -> None:
+        """Append one record to ``entry``'s journal (one write; flushed in ``fsync`` mode)."""
+        parts = encode_record(kind, version, data)
+        created = append_records(
+            self._journal_path(entry.key),
+            entry.journal_size,
+            parts,
+            sync=self._durability.fsync,
+        )
+        if created:
+            entry.journal_size = len(JOURNAL_MAGIC)
+            self._durability.directory(self._session_dir(entry.key))
+        entry.journal_size += sum(len(part) for part in parts)
+
     def patch(self, key: CacheKey, data: bytes, *, expected: int | None = None) -> int:
         """Append a patch to ``key``; with ``expected``, only if the version equals it.
 
-        Returns the new version. Writes only the patch (O(len(data)) bytes on disk).
+        Returns the new version. Appends only the patch (O(len(data)) bytes on disk).
         """
         skey = str(key)
         with self._locked(skey):
@@ -369,12 +506,8 @@ class ObjectStore:
                     limit=self._max_patches,
                 )
             version = entry.version + 1
-            n = entry.next_n
-            write_opaque(
-                self._deltas_dir(key) / f"{n}.arrow", version, data, dir_lock=self._dir_lock
-            )
-            entry.patches.append(_PatchMeta(version, n, len(data)))
-            entry.next_n = n + 1
+            self._append(entry, KIND_PATCH, version, data)
+            entry.patches.append(_PatchMeta(version, len(data)))
             self._lru.append_patch(skey, data)
         return version
 
@@ -431,6 +564,7 @@ class ObjectStore:
                 if base.exists():
                     base.unlink()
                     deleted += 1
+                self._journal_path(key).unlink(missing_ok=True)
                 shutil.rmtree(self._deltas_dir(key), ignore_errors=True)
                 with self._index_lock:
                     self._index.pop(skey, None)
@@ -474,10 +608,12 @@ class ObjectStore:
                 # Not empty (other objects, or a write in flight) or already gone: keep it.
                 with contextlib.suppress(OSError):
                     path.rmdir()
-            fsync_dir(self.root)
+            for path in [*sessions, app_dir, self.root]:
+                if path.is_dir():
+                    self._durability.directory(path)
 
     def close(self) -> None:
-        """Release memory; everything acknowledged is already on disk."""
+        """Release memory; everything acknowledged is already written."""
         self._lru = ObjectLRU(0)
         with self._index_lock:
             self._index.clear()

@@ -22,6 +22,7 @@ from flame_agents.agent._state import StateHandle
 from flame_agents.agent._store import CacheStore
 from flame_agents.cache import ObjectRef, fetch_raw
 from flame_agents.errors import CommitConflictError, ContextValidationError, TaskFailedError
+from flame_agents.runtime.cache_journal import KIND_PATCH, read_journal
 from flame_agents.testing import LocalRuntime
 
 pytestmark = pytest.mark.e2e
@@ -217,7 +218,7 @@ def test_instance_logs_bind_session_task_and_app(apps: LocalRuntime) -> None:
 
 
 def test_patch_bytes_per_invocation_do_not_grow_with_history(apps: LocalRuntime) -> None:
-    """Patch payloads and patch files on disk are the same size at 1k and 50k messages."""
+    """Patch payloads and patch records on disk are the same size at 1k and 50k messages."""
 
     def sizes(size: int) -> tuple[list[int], list[int]]:
         ctx = CounterContext(added=History(range(size)))
@@ -227,9 +228,9 @@ def test_patch_bytes_per_invocation_do_not_grow_with_history(apps: LocalRuntime)
             raw = fetch_raw(ObjectRef(s.ref.endpoint, s.ref.key, 0))
             payloads = [len(data) for _, data in raw.patches][-15:]
             app, sid, object_id = s.ref.key.split("/")
-            deltas = apps.home / "cache" / app / sid / f"{object_id}.deltas"
-            files = sorted(deltas.iterdir(), key=lambda p: int(p.stem))
-            return payloads, [p.stat().st_size for p in files][-15:]
+            journal = apps.home / "cache" / app / sid / f"{object_id}.journal"
+            records = read_journal(journal).records
+            return payloads, [r.disk_size for r in records if r.kind == KIND_PATCH][-15:]
 
     (small, small_disk), (large, large_disk) = sizes(1_000), sizes(50_000)
     # Only the digits of the running count differ between the two sessions.

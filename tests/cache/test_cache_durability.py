@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import uuid
@@ -14,8 +15,10 @@ from cache_wire_helpers import ServerFactory, get, put, put_cmd, put_path, rows
 
 from flame_agents.errors import CacheError
 from flame_agents.runtime.cache_files import write_opaque
+from flame_agents.runtime.cache_journal import JOURNAL_MAGIC, KIND_PATCH, encode_record
+from flame_agents.runtime.cache_keys import CacheKey, parse_key
 from flame_agents.runtime.cache_server import CacheServer
-from flame_agents.runtime.object_store import ObjectStore
+from flame_agents.runtime.object_store import _JOURNAL_BASE_MAX, _JOURNAL_MAX, ObjectStore
 
 
 def _disk_bytes(root: Path) -> int:
@@ -81,25 +84,60 @@ def test_patch_writes_o_patch_bytes_regardless_of_object_size(
         )
     print(f"bytes on disk per 100-byte patch: {growth}")
     assert growth[1024] == growth[4 * 1024 * 1024]
-    assert growth[1024] < len(patch) + 1024  # the patch plus a fixed Arrow file overhead
+    assert growth[1024] < len(patch) + 64  # the patch plus a fixed record header
 
 
-def test_compaction_removes_patch_files(server: CacheServer, client: flight.FlightClient) -> None:
-    """An update (new base) removes the old patch files once the base is durable."""
+def test_update_of_a_large_base_removes_the_journal(
+    server: CacheServer, client: flight.FlightClient
+) -> None:
+    """An update too large for the journal writes a new base file and removes the journal."""
     key = put_path(client, "a/s", b"b")["key"]
     put_cmd(client, f"PATCH:{key}", b"p")
-    deltas = server.store.root / f"{key}.deltas"
-    assert [p.name for p in deltas.iterdir()] == ["0.arrow"]
-    put_path(client, key, b"compacted")
-    assert not deltas.exists()
+    journal = server.store.root / f"{key}.journal"
+    assert journal.is_file() and not (server.store.root / f"{key}.deltas").exists()
+    put_path(client, key, b"c" * (_JOURNAL_BASE_MAX + 1))
+    assert not journal.exists()
     assert put_cmd(client, f"PATCH:{key}", b"q")["version"] == 4
-    assert [p.name for p in deltas.iterdir()] == ["0.arrow"]
+    assert rows(get(client, f"{key}:0"))[1:] == [(4, "patch", b"q")]
+
+
+def test_small_updates_append_to_the_journal_until_it_is_rewritten(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    """Small base updates are journal appends; past the journal bound the base file is rewritten."""
+    root = tmp_path / "store"
+    server = start_server(root)
+    with flight.FlightClient(server.endpoint) as c:
+        key = put_path(c, "a/s", b"first")["key"]
+        base = root / f"{key}.arrow"
+        journal = root / f"{key}.journal"
+        inode = base.stat().st_ino
+        payload = os.urandom(32 * 1024)
+        rewrites, version = 0, 1
+        for _ in range(100):
+            before = journal.stat().st_size if journal.exists() else 0
+            version = put_path(c, key, payload)["version"]
+            after = journal.stat().st_size if journal.exists() else 0
+            rewrites += after <= before
+            assert after <= _JOURNAL_MAX
+        assert rewrites >= 2  # bounded journal: the base file was rewritten now and then
+        assert base.stat().st_ino != inode
+        put_cmd(c, f"PATCH:{key}", b"tail")
+    server.shutdown()
+    again = start_server(root)
+    with flight.FlightClient(again.endpoint) as c:
+        assert rows(get(c, f"{key}:0")) == [
+            (version, "base", payload),
+            (version + 1, "patch", b"tail"),
+        ]
+
+
+def _store_key(key: str) -> CacheKey:
+    return parse_key(key)
 
 
 def _one_object(root: Path, *patches: bytes) -> tuple[str, Path]:
     store = ObjectStore(root)
-    from flame_agents.runtime.cache_keys import parse_key
-
     key, _ = store.put(parse_key("a/s", allow_prefix=True), b"payload-marker-0123456789")
     for p in patches:
         store.patch(parse_key(key), p)
@@ -125,40 +163,152 @@ def test_flipped_data_byte_is_detected(tmp_path: Path) -> None:
         ObjectStore(tmp_path)
 
 
-def test_garbage_patch_file_fails_start_naming_it(tmp_path: Path) -> None:
-    """A damaged patch file stops start-up with a CacheError naming that file."""
+def test_damaged_journal_record_fails_start_naming_it(tmp_path: Path) -> None:
+    """A record that fails its checksum with more records after it stops start-up, naming it."""
+    key, _ = _one_object(tmp_path, b"patch-one", b"patch-two")
+    journal = tmp_path / f"{key}.journal"
+    journal.write_bytes(journal.read_bytes().replace(b"patch-one", b"patch-One"))
+    with pytest.raises(CacheError, match=f"{journal}.*checksum") as info:
+        ObjectStore(tmp_path)
+    assert info.value.path == str(journal)  # type: ignore[attr-defined]
+
+
+def test_garbage_journal_fails_start_naming_it(tmp_path: Path) -> None:
+    """A journal overwritten with something else stops start-up naming the file."""
+    key, _ = _one_object(tmp_path, b"p1")
+    journal = tmp_path / f"{key}.journal"
+    journal.write_bytes(b"not a journal at all")
+    with pytest.raises(CacheError, match=str(journal)):
+        ObjectStore(tmp_path)
+
+
+@pytest.mark.parametrize("cut", [1, 5, 20, 29])
+def test_torn_last_record_is_dropped_and_cut_at_start(tmp_path: Path, cut: int) -> None:
+    """A last record cut short (an interrupted append) is dropped, the file cut back, and the
+    next write continues from the last intact record."""
     key, _ = _one_object(tmp_path, b"p1", b"p2")
+    journal = tmp_path / f"{key}.journal"
+    intact = journal.read_bytes()
+    torn = b"".join(encode_record(KIND_PATCH, 4, b"unacknowledged"))
+    assert len(torn) > cut
+    journal.write_bytes(intact + torn[:cut])
+    store = ObjectStore(tmp_path)
+    assert [r[0] for r in store.read(_store_key(key)).rows] == [1, 2, 3]  # type: ignore[union-attr]
+    assert journal.read_bytes() == intact
+    assert store.patch(_store_key(key), b"p4") == 4
+    store.close()
+    again = ObjectStore(tmp_path)
+    reply = again.read(_store_key(key))
+    assert [(v, d) for v, _, d in reply.rows][1:] == [  # type: ignore[union-attr]
+        (2, b"p1"),
+        (3, b"p2"),
+        (4, b"p4"),
+    ]
+
+
+def test_torn_last_record_with_a_bad_checksum_is_dropped(tmp_path: Path) -> None:
+    """A complete last record whose checksum fails (torn inside) is dropped, not an error."""
+    key, _ = _one_object(tmp_path, b"p1")
+    journal = tmp_path / f"{key}.journal"
+    intact = journal.read_bytes()
+    torn = bytearray(b"".join(encode_record(KIND_PATCH, 3, b"unacknowledged")))
+    torn[-3:] = b"\0\0\0"
+    journal.write_bytes(intact + bytes(torn))
+    store = ObjectStore(tmp_path)
+    assert store.read(_store_key(key)).version == 2
+    assert journal.read_bytes() == intact
+    store.close()
+
+
+def test_journal_version_gap_is_reported_not_skipped(tmp_path: Path) -> None:
+    """A record whose version does not follow the previous one is an error naming the journal."""
+    key, _ = _one_object(tmp_path, b"p1")
+    journal = tmp_path / f"{key}.journal"
+    with journal.open("ab") as f:
+        f.write(b"".join(encode_record(KIND_PATCH, 5, b"skips 3 and 4")))
+    with pytest.raises(CacheError, match=r"journal .* version 5 but 3 was expected"):
+        ObjectStore(tmp_path)
+
+
+def test_patch_journal_grows_by_the_record_only(
+    server: CacheServer, client: flight.FlightClient
+) -> None:
+    """Each patch adds exactly its data plus a 21-byte record header to the journal."""
+    key = put_path(client, "a/s", b"base")["key"]
+    journal = server.store.root / f"{key}.journal"
+    put_cmd(client, f"PATCH:{key}", b"x")
+    sizes = [journal.stat().st_size]
+    for n in (1, 100, 10_000):
+        put_cmd(client, f"PATCH:{key}", os.urandom(n))
+        sizes.append(journal.stat().st_size)
+    assert [b - a for a, b in itertools.pairwise(sizes)] == [22, 121, 10_021]
+    put_path(client, key, b"small base")
+    assert journal.stat().st_size == sizes[-1] + 21 + len(b"small base")
+
+
+def _legacy_object(root: Path, *patches: bytes) -> tuple[str, Path]:
+    """An object as earlier versions stored it: a base file and one file per patch."""
+    lock = threading.Lock()
+    key = f"a/s/{uuid.uuid4()}"
+    base = root / f"{key}.arrow"
+    write_opaque(base, 1, b"legacy-base", dir_lock=lock)
+    for n, data in enumerate(patches):
+        write_opaque(root / f"{key}.deltas" / f"{n}.arrow", n + 2, data, dir_lock=lock)
+    return key, base
+
+
+def test_legacy_patch_files_are_converted_to_a_journal(tmp_path: Path) -> None:
+    """A home with one file per patch opens with the same object, now kept in a journal."""
+    key, _ = _legacy_object(tmp_path, b"p1", b"p2")
+    store = ObjectStore(tmp_path)
+    assert not (tmp_path / f"{key}.deltas").exists()
+    assert (tmp_path / f"{key}.journal").is_file()
+    assert store.patch(_store_key(key), b"p3") == 4
+    store.close()
+    reply = ObjectStore(tmp_path).read(_store_key(key))
+    assert reply.rows == [  # type: ignore[union-attr]
+        (1, "base", b"legacy-base"),
+        (2, "patch", b"p1"),
+        (3, "patch", b"p2"),
+        (4, "patch", b"p3"),
+    ]
+
+
+def test_garbage_legacy_patch_file_fails_start_naming_it(tmp_path: Path) -> None:
+    """A damaged legacy patch file stops start-up with a CacheError naming that file."""
+    key, _ = _legacy_object(tmp_path, b"p1", b"p2")
     patch = tmp_path / f"{key}.deltas" / "1.arrow"
     patch.write_bytes(b"not arrow at all")
     with pytest.raises(CacheError, match=str(patch)):
         ObjectStore(tmp_path)
+    assert patch.exists()  # left as it was
 
 
-def test_missing_patch_is_reported_not_skipped(tmp_path: Path) -> None:
-    """A gap in patch versions (a lost patch file) is an error naming the next file."""
-    key, _ = _one_object(tmp_path, b"p1", b"p2", b"p3")
+def test_missing_legacy_patch_is_reported_not_skipped(tmp_path: Path) -> None:
+    """A gap in legacy patch versions (a lost patch file) is an error naming the next file."""
+    key, _ = _legacy_object(tmp_path, b"p1", b"p2", b"p3")
     (tmp_path / f"{key}.deltas" / "1.arrow").unlink()
     with pytest.raises(CacheError, match=r"2\.arrow.*version 4 but 3 was expected"):
         ObjectStore(tmp_path)
 
 
 def test_crash_leftovers_are_cleaned_at_start(tmp_path: Path) -> None:
-    """Temp files, patches superseded by a newer base and orphan patch dirs are removed."""
+    """Temp files, a journal superseded by a newer base and orphan journals are removed."""
     key, base = _one_object(tmp_path, b"p1", b"p2")
-    # A compaction that crashed after its base became durable but before patches went.
+    # A base rewrite that crashed after its base file was renamed in, before the journal went.
     write_opaque(base, 4, b"compacted", dir_lock=threading.Lock())
     tmp = base.with_name(f".{base.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_bytes(b"half")
-    orphan = base.parent / "gone.deltas"
-    orphan.mkdir()
-    (orphan / "0.arrow").write_bytes(b"x")
+    orphan = base.parent / "gone.journal"
+    orphan.write_bytes(JOURNAL_MAGIC)
+    orphan_deltas = base.parent / "gone.deltas"
+    orphan_deltas.mkdir()
+    (orphan_deltas / "0.arrow").write_bytes(b"x")
     store = ObjectStore(tmp_path)
-    from flame_agents.runtime.cache_keys import parse_key
-
     reply = store.read(parse_key(key))
     assert reply.version == 4
-    assert not tmp.exists() and not orphan.exists()
-    assert list((tmp_path / f"{key}.deltas").iterdir()) == []
+    assert not tmp.exists() and not orphan.exists() and not orphan_deltas.exists()
+    assert not (tmp_path / f"{key}.journal").exists()
 
 
 def test_memory_is_bounded_and_evicted_objects_reload(start_server: ServerFactory) -> None:
