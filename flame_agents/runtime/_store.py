@@ -9,10 +9,17 @@ The store is used from the runtime's event-loop thread only: each statement is a
 local call, and one thread avoids any locking between the scheduler and the Frontend.
 Application and session specs are kept as serialized protobuf messages, which round-trip every
 wire field exactly.
+
+A task transition is the hot path (three per task: create, start, finish), so a task is one
+row of a ``WITHOUT ROWID`` table keyed by (session, id) with its events appended to the row
+itself: each transition writes one b-tree leaf page, not a row, its indexes and separate event
+rows. Nothing else is written per task: the next task id and the per-state counters of a
+session live in memory, recovered from the tasks on first use after a start.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flame_agents._wire import types_pb2
-from flame_agents.errors import ConfigError, InternalError
+from flame_agents.errors import ConfigError, InternalError, NotFoundError
 
 __all__ = [
     "SESSION_CLOSED",
@@ -42,7 +49,11 @@ TERMINAL = frozenset({SUCCEED, FAILED, CANCELLED})
 SESSION_EVENT_TASK_ID = 0
 """Session events are stored under task id 0, as Flame does."""
 
-_SCHEMA = """
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the current layout (1 = the first layout, migrated at open)."""
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS applications (
     name TEXT PRIMARY KEY,
     spec BLOB NOT NULL,
@@ -57,29 +68,55 @@ CREATE TABLE IF NOT EXISTS sessions (
     completion_time INTEGER,
     next_task_id INTEGER NOT NULL DEFAULT 1
 );
+"""
+    + (
+        # Small columns first and the payloads last: reading a task's state never touches the
+        # overflow pages of a large input.
+        """
 CREATE TABLE IF NOT EXISTS tasks (
     session_id TEXT NOT NULL,
     id INTEGER NOT NULL,
     state INTEGER NOT NULL,
     creation_time INTEGER NOT NULL,
     completion_time INTEGER,
-    input BLOB,
-    output BLOB,
     attempts INTEGER NOT NULL DEFAULT 0,
     losses INTEGER NOT NULL DEFAULT 0,
+    events TEXT NOT NULL DEFAULT '',
+    input BLOB,
+    output BLOB,
+    PRIMARY KEY (session_id, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_inputs (
+    session_id TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    data BLOB NOT NULL,
     PRIMARY KEY (session_id, id)
 );
-CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (session_id, state);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS session_events (
+    seq INTEGER PRIMARY KEY,
     session_id TEXT NOT NULL,
-    task_id INTEGER NOT NULL,
     code INTEGER NOT NULL,
     message TEXT,
     creation_time INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_task ON events (session_id, task_id);
+CREATE INDEX IF NOT EXISTS session_events_by_session ON session_events (session_id, seq);
 """
+    )
+)
+
+INLINE_INPUT_MAX = 512
+"""Inputs up to this size live in the task row; larger ones in ``task_inputs``, written once.
+
+A row is rewritten whole at every transition, and a row past ~1 KB spills into overflow pages,
+so a large input kept in the row would be written again at start and at finish.
+"""
+
+_CREATED = "Task was created with state <Pending>"
+_STARTED = "Task state was updated to <Running>"
+_SUCCEEDED = "Task was completed with state <Succeed>"
+_STANDARD_MESSAGES = (_CREATED, _STARTED, _SUCCEEDED)
+"""Event texts stored as their index in this tuple (never reorder: stored data refers to it)."""
+_STANDARD_INDEX = {text: i for i, text in enumerate(_STANDARD_MESSAGES)}
 
 
 def now_ms() -> int:
@@ -136,6 +173,22 @@ class EventRow:
     creation_time: int
 
 
+@dataclass
+class _Tally:
+    """What the store keeps in memory per session instead of writing it with every task."""
+
+    next_id: int
+    counts: dict[int, int] | None = None
+    """Tasks by state, loaded on the first ``counters()`` call (None until then)."""
+
+    def move(self, old: int | None, new: int, n: int = 1) -> None:
+        if self.counts is None:
+            return
+        if old is not None:
+            self.counts[old] = self.counts.get(old, 0) - n
+        self.counts[new] = self.counts.get(new, 0) + n
+
+
 class Store:
     """The sqlite-backed state of one runtime home."""
 
@@ -146,6 +199,7 @@ class Store:
         ``NORMAL`` (survives a crash of the runtime process, not of the OS).
         """
         self._path = path
+        self._tallies: dict[str, _Tally] = {}
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -155,7 +209,7 @@ class Store:
             problems = [str(r[0]) for r in self._db.execute("PRAGMA quick_check").fetchall()]
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError("; ".join(problems[:3]))
-            self._db.executescript(_SCHEMA)
+            self._open_schema()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise ConfigError(
@@ -163,6 +217,29 @@ class Store:
                 "move it (with its -wal and -shm files) away to start with an empty state",
                 path=str(path),
             ) from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open_schema(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"runtime database {self._path} was written by a newer flame-agents (layout "
+                f"{version}, this one knows {SCHEMA_VERSION}); upgrade flame-agents, or use "
+                "another home",
+                path=str(self._path),
+            )
+        legacy = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone()
+        if legacy is not None:
+            with self._tx() as db:
+                _migrate_v1(db)
+        else:
+            self._db.executescript(_SCHEMA)
+            if version != SCHEMA_VERSION:
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Checkpoint and close the database."""
@@ -189,6 +266,29 @@ class Store:
                     path=str(self._path),
                 ) from exc
             raise
+
+    def _tally(self, sid: str) -> _Tally:
+        """The in-memory tally of ``sid``, recovered from its rows on first use."""
+        tally = self._tallies.get(sid)
+        if tally is None:
+            row = self._db.execute(
+                "SELECT next_task_id FROM sessions WHERE id = ?", (sid,)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"session {sid!r} does not exist", session_id=sid)
+            top = self._db.execute(
+                "SELECT MAX(id) FROM tasks WHERE session_id = ?", (sid,)
+            ).fetchone()[0]
+            # next_task_id is only advanced by the first layout; MAX(id) by this one.
+            tally = _Tally(next_id=max(int(row[0]), int(top or 0) + 1))
+            self._tallies[sid] = tally
+        return tally
+
+    def _state_of(self, sid: str, tid: int) -> int | None:
+        row = self._db.execute(
+            "SELECT state FROM tasks WHERE session_id = ? AND id = ?", (sid, tid)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     # -- applications -----------------------------------------------------------------------
 
@@ -228,6 +328,8 @@ class Store:
             ]
             for sid in ids:
                 _delete_session_rows(db, sid)
+        for sid in ids:
+            self._tallies.pop(sid, None)
 
     def open_sessions_of(self, app: str) -> int:
         """How many open sessions application ``app`` has."""
@@ -248,6 +350,7 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?)",
                 (sid, spec.application, spec.SerializeToString(), SESSION_OPEN, now),
             )
+        self._tallies[sid] = _Tally(next_id=1, counts={})
         return SessionRow(sid, spec.application, spec, SESSION_OPEN, now, None)
 
     def get_session(self, sid: str) -> SessionRow | None:
@@ -272,31 +375,53 @@ class Store:
     def close_session(self, sid: str) -> list[int]:
         """Mark the session closed and cancel its pending tasks; returns the cancelled ids."""
         now = now_ms()
+        tally = self._tallies.get(sid)
+        # Known to have nothing pending (the usual case): no scan of the session's tasks.
+        skip_tasks = (
+            tally is not None and tally.counts is not None and not tally.counts.get(PENDING)
+        )
+        ids: list[int] = []
         with self._tx() as db:
-            ids = [
-                int(r[0])
-                for r in db.execute(
-                    "SELECT id FROM tasks WHERE session_id = ? AND state = ?", (sid, PENDING)
+            if not skip_tasks:
+                ids = [
+                    int(r[0])
+                    for r in db.execute(
+                        "SELECT id FROM tasks WHERE session_id = ? AND state = ?", (sid, PENDING)
+                    )
+                ]
+            if ids:
+                db.execute(
+                    "UPDATE tasks SET state = ?, completion_time = ? WHERE session_id = ? "
+                    "AND state = ?",
+                    (CANCELLED, now, sid, PENDING),
                 )
-            ]
-            db.execute(
-                "UPDATE tasks SET state = ?, completion_time = ? WHERE session_id = ? "
-                "AND state = ?",
-                (CANCELLED, now, sid, PENDING),
-            )
             db.execute(
                 "UPDATE sessions SET state = ?, completion_time = ? WHERE id = ? AND state = ?",
                 (SESSION_CLOSED, now, sid, SESSION_OPEN),
             )
+        if tally is not None and ids:
+            tally.move(PENDING, CANCELLED, len(ids))
         return ids
 
     def delete_session(self, sid: str) -> None:
         """Remove a session with its tasks and events."""
         with self._tx() as db:
             _delete_session_rows(db, sid)
+        self._tallies.pop(sid, None)
 
     def counters(self, sid: str) -> dict[int, int]:
         """Task counts of one session by state."""
+        tally = self._tallies.get(sid)
+        if tally is None or tally.counts is None:
+            counts = self._count(sid)
+            if tally is None and self.get_session(sid) is not None:
+                tally = self._tally(sid)
+            if tally is not None:
+                tally.counts = counts
+            return dict(counts)
+        return {state: n for state, n in tally.counts.items() if n}
+
+    def _count(self, sid: str) -> dict[int, int]:
         rows = self._db.execute(
             "SELECT state, COUNT(*) FROM tasks WHERE session_id = ? GROUP BY state", (sid,)
         ).fetchall()
@@ -316,16 +441,29 @@ class Store:
     def create_task(self, sid: str, data: bytes | None) -> TaskRow:
         """Insert a pending task with the session's next sequential id and its event code 0."""
         now = now_ms()
+        tally = self._tally(sid)
+        tid = tally.next_id
+        inline = data is None or len(data) <= INLINE_INPUT_MAX
         with self._tx() as db:
-            row = db.execute("SELECT next_task_id FROM sessions WHERE id = ?", (sid,)).fetchone()
-            tid = int(row[0])
-            db.execute("UPDATE sessions SET next_task_id = ? WHERE id = ?", (tid + 1, sid))
             db.execute(
-                "INSERT INTO tasks (session_id, id, state, creation_time, input) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (sid, tid, PENDING, now, data),
+                "INSERT INTO tasks (session_id, id, state, creation_time, events, input) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    sid,
+                    tid,
+                    PENDING,
+                    now,
+                    _event_line(PENDING, _CREATED, now),
+                    data if inline else None,
+                ),
             )
-            _event(db, sid, tid, PENDING, "Task was created with state <Pending>", now)
+            if not inline:
+                db.execute(
+                    "INSERT INTO task_inputs (session_id, id, data) VALUES (?, ?, ?)",
+                    (sid, tid, data),
+                )
+        tally.next_id = tid + 1
+        tally.move(None, PENDING)
         return TaskRow(sid, tid, PENDING, now, None, data, None, 0, 0)
 
     def get_task(self, sid: str, tid: int) -> TaskRow | None:
@@ -353,12 +491,13 @@ class Store:
         """Pending -> Running (attempts + 1), with event code 1."""
         now = now_ms()
         with self._tx() as db:
+            old = self._state_of(sid, tid)
             db.execute(
-                "UPDATE tasks SET state = ?, attempts = attempts + 1 WHERE session_id = ? "
-                "AND id = ?",
-                (RUNNING, sid, tid),
+                "UPDATE tasks SET state = ?, attempts = attempts + 1, events = events || ? "
+                "WHERE session_id = ? AND id = ?",
+                (RUNNING, _event_line(RUNNING, _STARTED, now), sid, tid),
             )
-            _event(db, sid, tid, RUNNING, "Task state was updated to <Running>", now)
+        self._moved(sid, old, RUNNING)
 
     def finish_task(
         self, sid: str, tid: int, *, state: int, output: bytes | None, message: str
@@ -366,21 +505,30 @@ class Store:
         """Running -> a terminal state, storing the output and an event (code = state)."""
         now = now_ms()
         with self._tx() as db:
+            old = self._state_of(sid, tid)
             db.execute(
-                "UPDATE tasks SET state = ?, output = ?, completion_time = ? "
-                "WHERE session_id = ? AND id = ?",
-                (state, output, now, sid, tid),
+                "UPDATE tasks SET state = ?, output = ?, completion_time = ?, "
+                "events = events || ? WHERE session_id = ? AND id = ?",
+                (state, output, now, _event_line(state, message, now), sid, tid),
             )
-            _event(db, sid, tid, state, message, now)
+        self._moved(sid, old, state)
 
     def requeue_task(self, sid: str, tid: int, *, message: str, lost: bool) -> None:
         """Running -> Pending (the instance was lost, or the runtime restarted), with event 0."""
+        now = now_ms()
         with self._tx() as db:
+            old = self._state_of(sid, tid)
             db.execute(
-                "UPDATE tasks SET state = ?, losses = losses + ? WHERE session_id = ? AND id = ?",
-                (PENDING, 1 if lost else 0, sid, tid),
+                "UPDATE tasks SET state = ?, losses = losses + ?, events = events || ? "
+                "WHERE session_id = ? AND id = ?",
+                (PENDING, 1 if lost else 0, _event_line(PENDING, message, now), sid, tid),
             )
-            _event(db, sid, tid, PENDING, message, now_ms())
+        self._moved(sid, old, PENDING)
+
+    def _moved(self, sid: str, old: int | None, new: int) -> None:
+        tally = self._tallies.get(sid)
+        if tally is not None and old is not None:
+            tally.move(old, new)
 
     def running_tasks(self) -> list[tuple[str, int]]:
         """(session, task) of every Running task, for recovery at start-up."""
@@ -394,37 +542,96 @@ class Store:
     def add_session_event(self, sid: str, code: int, message: str) -> None:
         """Record a session event (1001 bind failed, 1002 retry limit reached)."""
         with self._tx() as db:
-            _event(db, sid, SESSION_EVENT_TASK_ID, code, message, now_ms())
+            db.execute(
+                "INSERT INTO session_events (session_id, code, message, creation_time) "
+                "VALUES (?, ?, ?, ?)",
+                (sid, code, message, now_ms()),
+            )
 
     def events(self, sid: str, tid: int = SESSION_EVENT_TASK_ID) -> list[EventRow]:
         """Events of a task (or, with tid 0, of the session), oldest first."""
-        rows = self._db.execute(
-            "SELECT code, message, creation_time FROM events WHERE session_id = ? "
-            "AND task_id = ? ORDER BY seq",
-            (sid, tid),
-        ).fetchall()
-        return [EventRow(int(c), m, int(t)) for c, m, t in rows]
+        if tid == SESSION_EVENT_TASK_ID:
+            rows = self._db.execute(
+                "SELECT code, message, creation_time FROM session_events WHERE session_id = ? "
+                "ORDER BY seq",
+                (sid,),
+            ).fetchall()
+            return [EventRow(int(c), m, int(t)) for c, m, t in rows]
+        row = self._db.execute(
+            "SELECT events FROM tasks WHERE session_id = ? AND id = ?", (sid, tid)
+        ).fetchone()
+        return _parse_events(row[0]) if row else []
 
 
 _TASK_COLS = (
-    "session_id, id, state, creation_time, completion_time, input, output, attempts, losses"
+    "session_id, id, state, creation_time, completion_time, "
+    # A NULL input is either none or one kept in task_inputs (then that row exists).
+    "COALESCE(input, (SELECT data FROM task_inputs i WHERE i.session_id = tasks.session_id "
+    "AND i.id = tasks.id)), output, attempts, losses"
 )
 
 
-def _event(
-    db: sqlite3.Connection, sid: str, tid: int, code: int, message: str | None, when: int
-) -> None:
-    db.execute(
-        "INSERT INTO events (session_id, task_id, code, message, creation_time) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (sid, tid, code, message, when),
-    )
+def _event_line(code: int, message: str | None, when: int) -> str:
+    """One event as a JSON line ``[code,time,message]`` (a standard text as its index).
+
+    ``json.dumps`` escapes every control and non-ASCII character, so a line never contains a
+    newline of its own and lines concatenate with ``||``.
+    """
+    std = _STANDARD_INDEX.get(message) if message is not None else None
+    text = str(std) if std is not None else json.dumps(message)
+    return f"[{code},{when},{text}]\n"
+
+
+def _parse_events(text: str) -> list[EventRow]:
+    out = []
+    for line in text.split("\n"):
+        if line:
+            code, when, message = json.loads(line)
+            if isinstance(message, int):
+                message = _STANDARD_MESSAGES[message]
+            out.append(EventRow(int(code), message, int(when)))
+    return out
 
 
 def _delete_session_rows(db: sqlite3.Connection, sid: str) -> None:
-    db.execute("DELETE FROM events WHERE session_id = ?", (sid,))
+    db.execute("DELETE FROM session_events WHERE session_id = ?", (sid,))
+    db.execute("DELETE FROM task_inputs WHERE session_id = ?", (sid,))
     db.execute("DELETE FROM tasks WHERE session_id = ?", (sid,))
     db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+
+
+def _migrate_v1(db: sqlite3.Connection) -> None:
+    """Rewrite the first layout (task rows, event rows, AUTOINCREMENT) into this one."""
+    db.execute("ALTER TABLE tasks RENAME TO tasks_v1")
+    db.execute("DROP INDEX IF EXISTS tasks_by_state")
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    lines: dict[tuple[str, int], list[str]] = {}
+    for sid, tid, code, message, when in db.execute(
+        "SELECT session_id, task_id, code, message, creation_time FROM events "
+        "WHERE task_id != ? ORDER BY seq",
+        (SESSION_EVENT_TASK_ID,),
+    ):
+        lines.setdefault((sid, int(tid)), []).append(_event_line(int(code), message, int(when)))
+    rows = db.execute(
+        "SELECT session_id, id, state, creation_time, completion_time, attempts, losses, "
+        "input, output FROM tasks_v1"
+    ).fetchall()
+    db.executemany(
+        "INSERT INTO tasks (session_id, id, state, creation_time, completion_time, attempts, "
+        "losses, events, input, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ((*r[:7], "".join(lines.get((r[0], int(r[1])), ())), r[7], r[8]) for r in rows),
+    )
+    db.execute(
+        "INSERT INTO session_events (session_id, code, message, creation_time) "
+        "SELECT session_id, code, message, creation_time FROM events WHERE task_id = ? "
+        "ORDER BY seq",
+        (SESSION_EVENT_TASK_ID,),
+    )
+    db.execute("DROP TABLE tasks_v1")
+    db.execute("DROP TABLE events")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def _app(row: tuple[str, bytes, int]) -> AppRow:
