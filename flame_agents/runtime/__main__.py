@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         "more wait their turn, and their bind timeout starts when they do",
     )
     p.add_argument(
+        "--prestart",
+        type=int,
+        default=1,
+        metavar="N",
+        help="spare Python processes kept ready (imports done) for new instances whose command "
+        "is this Python; 0 turns them off",
+    )
+    p.add_argument(
         "--bind-retry-limit", type=int, default=5, help="bind failures before a session pauses"
     )
     p.add_argument(
@@ -202,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         max_id_bytes=max(1, args.max_id_bytes),
         max_object_bytes=max(1, args.max_object_bytes),
         task_timeout=args.task_timeout if args.task_timeout and args.task_timeout > 0 else None,
+        prestart=max(0, args.prestart),
         fsync=args.fsync,
     )
     try:

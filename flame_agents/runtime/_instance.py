@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,9 @@ import grpc.aio
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import shim_pb2, shim_pb2_grpc, types_pb2
+from flame_agents._wire.ready import READY_BYTE, READY_FD_ENV
+from flame_agents.runtime import _prestart
+from flame_agents.runtime._spawn import PipeReader, launch_argv, resolve_command
 
 __all__ = [
     "BIND_ENTER_FAILED",
@@ -108,29 +110,6 @@ def expand_vars(text: str, env: Mapping[str, str]) -> str:
     return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
 
 
-_LAUNCHER = """
-import ctypes, os, sys
-ctypes.CDLL(None).prctl(1, 9)
-if os.getppid() != int(sys.argv[1]):
-    os._exit(1)
-try:
-    os.execv(sys.argv[2], sys.argv[2:])
-except OSError as exc:
-    sys.stderr.write(f"cannot execute {sys.argv[2]!r}: {exc}\\n")
-    os._exit(127)
-"""
-"""Sets PR_SET_PDEATHSIG=SIGKILL, then execs the service: if the runtime dies, even by SIGKILL,
-the kernel kills the instance too, so no service outlives its runtime. A separate tiny program
-because a ``preexec_fn`` runs Python in a child forked from a multi-threaded (gRPC) process,
-which can crash; the ppid check closes the race with a runtime that died before the prctl."""
-
-
-def _launch_argv(command: str, args: list[str], env: Mapping[str, str]) -> list[str]:
-    # No shell and no PATH search in execv: resolve a bare name against the instance's PATH.
-    exe = command if os.sep in command else (shutil.which(command, path=env.get("PATH")) or command)
-    return [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), exe, *args]
-
-
 def describe_exit(returncode: int | None) -> str:
     """Human text for a process exit status ('signal 9 (SIGKILL)' or 'exit code 1')."""
     if returncode is None:
@@ -157,6 +136,11 @@ class InstanceProcess:
         self._scratch = spec.work_root / spec.executor_id
         """Per-instance folder we own: the cwd without a working_directory, and TMPDIR."""
         self._entered = False
+        self._ready: PipeReader | None = None
+        self._ready_from = 0
+        """Offset in the pipe's data after which the readiness byte counts."""
+        self.prestarted = False
+        """True when a prestarted interpreter runs this instance."""
         self._log = _log.bind(executor_id=spec.executor_id, session_id=spec.session_id)
 
     @property
@@ -194,7 +178,8 @@ class InstanceProcess:
         return env
 
     async def start(self) -> None:
-        """Spawn the process and wait for its socket; raises BindError(11) on failure."""
+        """Spawn the process (or hand the launch to a prestarted interpreter) and wait for its
+        socket; raises BindError(11) on failure."""
         spec = self.spec
         cwd = Path(spec.app.working_directory) if spec.app.working_directory else self._scratch
         try:
@@ -208,37 +193,112 @@ class InstanceProcess:
             args = [expand_vars(a, env) for a in spec.app.arguments]
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
-            out = open(spec.log_dir / f"{spec.executor_id}.out", "wb")  # noqa: SIM115
-            err = open(spec.log_dir / f"{spec.executor_id}.err", "wb")  # noqa: SIM115
-            try:
-                self._proc = await asyncio.create_subprocess_exec(
-                    *_launch_argv(command, args, env),
-                    cwd=str(cwd),
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
-            finally:
-                out.close()
-                err.close()
+            out_path = spec.log_dir / f"{spec.executor_id}.out"
+            err_path = self._err_log()
+            exe = resolve_command(command, env)
+            if not await self._start_prestarted(exe, args, env, cwd, out_path, err_path):
+                await self._spawn(exe, args, env, cwd, out_path, err_path)
         except BindError:
             raise
         except OSError as exc:
             raise BindError(BIND_PROCESS_FAILED, f"failed to start {command!r}: {exc}") from exc
+        assert self._proc is not None
         self._exit_waiter = asyncio.ensure_future(self._proc.wait())
-        self._log.info("instance started", pid=self._proc.pid, app=spec.app_name)
-        await self._wait_ready()
+        self._log.info(
+            "instance started", pid=self._proc.pid, app=spec.app_name, prestarted=self.prestarted
+        )
+        try:
+            await self._wait_ready()
+        finally:
+            if self._ready is not None:
+                self._ready.close()
+
+    async def _spawn(
+        self,
+        exe: str,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        out_path: Path,
+        err_path: Path,
+    ) -> None:
+        """Start a fresh process, with the write end of a readiness pipe."""
+        read_fd, write_fd = os.pipe()
+        try:
+            self._ready = PipeReader(read_fd)
+        except BaseException:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+        try:
+            out = open(out_path, "wb")  # noqa: SIM115
+            err = open(err_path, "wb")  # noqa: SIM115
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *launch_argv(exe, args),
+                    cwd=str(cwd),
+                    env={**env, READY_FD_ENV: str(write_fd)},
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    pass_fds=(write_fd,),
+                )
+            finally:
+                out.close()
+                err.close()
+        finally:
+            os.close(write_fd)
+
+    async def _start_prestarted(
+        self,
+        exe: str,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        out_path: Path,
+        err_path: Path,
+    ) -> bool:
+        """Hand the launch to a warm prestarted interpreter; False when none can take it."""
+        pool = _prestart.active_pool()
+        if pool is None:
+            return False
+        target = _prestart.launch_target(exe, args, cwd=cwd)
+        if target is None:
+            return False
+        spare = pool.take(env)
+        if spare is None:
+            return False
+        # The files exist (and are emptied) before the spare opens them, as for a fresh launch.
+        out_path.open("wb").close()
+        err_path.open("wb").close()
+        try:
+            declined = await spare.hand_off(
+                target, env=env, cwd=cwd, out=out_path, err=err_path, timeout=self.spec.bind_timeout
+            )
+        except BaseException:
+            pool.discard(spare)  # cancelled (runtime stopping) before we own the process
+            raise
+        if declined is not None:
+            self._log.info("prestarted interpreter declined the launch", reason=declined)
+            pool.discard(spare)
+            return False
+        self._proc = spare.proc
+        self._ready = spare.pipe
+        self._ready_from = 2  # after the spare's own "W" (warm) and "A" (accepted)
+        self.prestarted = True
+        return True
 
     async def _wait_ready(self) -> None:
-        """Wait for the socket file, then for the channel, both within the bind timeout."""
+        """Wait for the readiness byte or the socket file, then for the channel, both within
+        the bind timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.bind_timeout
-        delay = 0.002
-        # Polling the filesystem is fine here: it is the launch path, not the invoke path, and
-        # it stops as soon as the process exits.
-        while not self.socket_path.is_socket():
+        assert self._exit_waiter is not None
+        delay = 0.001
+        # A service that knows the readiness pipe wakes us at once. For others (flamepy's) we
+        # poll for the socket file: cheap, on the launch path only, and over once it exits.
+        while not (self._signalled_ready() or self.socket_path.is_socket()):
             if self.exited:
                 raise BindError(
                     BIND_PROCESS_FAILED,
@@ -251,8 +311,15 @@ class InstanceProcess:
                     f"service did not bind {self.socket_path} within "
                     f"{self.spec.bind_timeout:g}s; see {self._err_log()}",
                 )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            wake: set[asyncio.Future[Any]] = {self._exit_waiter}
+            if self._ready is not None and not self._ready.eof:
+                wake.add(self._ready.changed())
+            await asyncio.wait(
+                wake,
+                timeout=min(delay, max(deadline - loop.time(), 0)),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            delay = min(delay * 2, 0.02)
         self._channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}")
         self._stub = shim_pb2_grpc.InstanceStub(self._channel)
         try:
@@ -261,6 +328,10 @@ class InstanceProcess:
             raise BindError(
                 BIND_PROCESS_FAILED, f"service socket {self.socket_path} accepts no connection"
             ) from exc
+
+    def _signalled_ready(self) -> bool:
+        ready = self._ready
+        return ready is not None and READY_BYTE in ready.data[self._ready_from :]
 
     def _returncode(self) -> int | None:
         return self._proc.returncode if self._proc else None

@@ -21,6 +21,7 @@ from flame_agents.runtime._apps import builtin_applications
 from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
 from flame_agents.runtime._home import HomeLayout, HomeLock
 from flame_agents.runtime._malformed import MalformedRequestInterceptor
+from flame_agents.runtime._prestart import PrestartPool
 from flame_agents.runtime._protos import node_name
 from flame_agents.runtime._scheduler import (
     Scheduler,
@@ -75,6 +76,8 @@ class RuntimeOptions:
     task_timeout: float | None = None
     """Default seconds a task may run (None = no limit); the application label
     ``flame-agents.task-timeout`` overrides it."""
+    prestart: int = 1
+    """Prestarted interpreters kept ready for new instances of the runtime's Python (0 = off)."""
     fsync: bool = False
     """Flush every database commit and cache write to disk before acknowledging it (survives
     power loss and OS crashes); off, acknowledged writes survive a kill of any process."""
@@ -193,6 +196,10 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
+    prestart = PrestartPool(
+        opts.prestart, work_dir=layout.work, log_path=layout.logs / "prestart.log"
+    )
+    prestart.start()
     try:
         scheduler.recover()
         write_runtime_info(
@@ -212,6 +219,7 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
         with contextlib.suppress(FileNotFoundError):
             runtime_info_path(layout.home).unlink()
         await scheduler.shutdown()
+        await prestart.stop()
         await server.stop(grace=1.0)
         if cache is not None:
             cache.shutdown()  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ import grpc
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import shim_pb2_grpc, types_pb2
+from flame_agents._wire.ready import notify_ready
 from flame_agents.errors import ConfigError
 
 __all__ = [
@@ -232,6 +233,7 @@ class InstanceServer:
         os.chmod(self._path, 0o600)
         server.start()
         self._server = server
+        notify_ready()
         _log.debug("instance server listening", socket=str(self._path))
 
     def stop(self, grace: float | None = 5.0) -> None:

@@ -109,14 +109,24 @@ class LocalRuntime:
         return env
 
     def instance_pids(self) -> list[int]:
-        """Pids of the runtime's live descendants (instance processes and their children)."""
+        """Pids of the runtime's live descendants (instance processes and their children).
+
+        Spare prestarted interpreters are left out until they are handed a launch.
+        """
         import psutil
 
         try:
             children = psutil.Process(self.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             return []
-        return [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        return [
+            c.pid
+            for c in children
+            if c.is_running()
+            and c.status() != psutil.STATUS_ZOMBIE
+            # Prestarted interpreters waiting for a launch are not instances (yet).
+            and not c.name().startswith("flame-spare")
+        ]
 
     # -- lifecycle --------------------------------------------------------------------------
 

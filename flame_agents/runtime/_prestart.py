@@ -1,0 +1,358 @@
+"""Prestarted interpreters: spare Python processes, already past their imports, for new instances.
+
+Most of a Python service's start-up is the interpreter starting and importing grpc, protobuf,
+pyarrow and flame_agents. The pool keeps ``size`` spare processes of the runtime's own
+interpreter (:mod:`flame_agents.runtime._spare`) that did exactly that and wait. A launch whose
+command is that interpreter running a script (``python app.py ...``) or a module
+(``python -m pkg ...``), with no interpreter flags, takes a warm spare instead of a new process:
+the spare receives the launch (argv, environment, working directory, log files) and becomes
+the service. Anything else, a launch while no spare is warm, or one the spare cannot serve
+exactly like a fresh interpreter (see :func:`launch_target` and the spare's own check), starts
+a fresh process as before.
+
+A spare is started like any instance (the parent-death exec shim, its own session and process
+group, the runtime's environment), so once handed over it is tracked, signalled and reaped like
+a fresh one. A used spare is replaced in the background, a moment later, so the refill does not
+compete with the start it just served. The pool never holds more than ``size`` spares and stops
+them all at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import site
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flame_agents._logging import get_logger
+from flame_agents._wire.ready import READY_FD_ENV
+from flame_agents.runtime._spare import BOOT
+from flame_agents.runtime._spawn import PipeReader, launch_argv
+
+__all__ = ["LaunchTarget", "PrestartPool", "Spare", "active_pool", "launch_target"]
+
+_log = get_logger(__name__)
+
+REFILL_DELAY = 0.5
+"""Seconds between handing out a spare and starting its replacement (which takes a CPU for a
+while): the launch that took the spare should have that CPU first."""
+
+MAX_FAILURES = 3
+"""Spares in a row that die before they are warm, after which the pool stops trying."""
+
+_STARTUP_ENV_PREFIXES = (
+    "PYTHON",  # interpreter settings read once at start (PYTHONPATH is applied by the spare)
+    "LD_",  # the dynamic loader
+    "GLIBC_",
+    "MALLOC_",
+    "LANG",
+    "LC_",  # the locale and filesystem encoding
+    "GRPC_",  # read by gRPC's core when it loads
+    "PROTOCOL_BUFFERS_",  # protobuf's implementation choice, read at import
+    "ARROW_",  # pyarrow's memory pool, read at import
+    "JE_",
+)
+"""Variables that shape an interpreter at start-up or modules at import: a spare started with
+one set of them cannot stand in for a launch with another."""
+
+_active: PrestartPool | None = None
+
+
+def active_pool() -> PrestartPool | None:
+    """The runtime's running pool, if any (the launcher asks it for spares)."""
+    return _active
+
+
+@dataclass(frozen=True)
+class LaunchTarget:
+    """A launch a spare can run: the interpreter with a script or a module, and the rest."""
+
+    exe: str
+    """The command as resolved on PATH (becomes ``sys.executable``)."""
+    args: list[str]
+    """All arguments after the interpreter (becomes ``sys.orig_argv[1:]``)."""
+    module: str | None
+    """``-m`` module, or None for a script."""
+    script: str | None
+    """Script path as given, or None for a module."""
+    argv: list[str]
+    """Arguments after the module or script (``sys.argv[1:]``)."""
+
+
+def launch_target(exe: str, args: list[str], *, cwd: Path) -> LaunchTarget | None:
+    """What a spare would run for ``exe args``; None when the launch must be a fresh process."""
+    if not _is_own_interpreter(exe) or not args:
+        return None
+    if args[0] == "-m":
+        if len(args) < 2 or not args[1] or args[1].startswith("-"):
+            return None
+        return LaunchTarget(exe, list(args), args[1], None, list(args[2:]))
+    script = args[0]
+    # Only plain source files: a directory, zip or compiled file runs differently, and a missing
+    # file must fail with the interpreter's own message.
+    if script.startswith("-") or not script.endswith(".py") or not (cwd / script).is_file():
+        return None
+    return LaunchTarget(exe, list(args), None, script, list(args[1:]))
+
+
+def _is_own_interpreter(exe: str) -> bool:
+    # Same file and same bin folder: python and python3 of one virtual environment qualify, the
+    # same base interpreter in another environment (other site-packages) does not.
+    own = Path(sys.executable)
+    path = Path(exe)
+    if not path.is_absolute() or path.parent != own.parent:
+        return False
+    try:
+        return os.path.samefile(path, own)
+    except OSError:
+        return False
+
+
+def _startup_env_differs(spare: Mapping[str, str], launch: Mapping[str, str]) -> str | None:
+    for name in sorted({*spare, *launch}):
+        if name == "PYTHONPATH" or not name.startswith(_STARTUP_ENV_PREFIXES):
+            continue
+        if spare.get(name) != launch.get(name):
+            return name
+    if site.ENABLE_USER_SITE and spare.get("HOME") != launch.get("HOME"):
+        return "HOME"  # it locates the user site-packages folder
+    return None
+
+
+class Spare:
+    """One prestarted interpreter: its process and the read end of its pipe."""
+
+    def __init__(
+        self, proc: asyncio.subprocess.Process, pipe: PipeReader, child_fd: int, env: dict[str, str]
+    ) -> None:
+        self.proc = proc
+        self.pipe = pipe
+        self.child_fd = child_fd
+        """Number of the pipe's write end in the spare (its ``FLAME_AGENTS_READY_FD``)."""
+        self.env = env
+        """The environment the spare started with."""
+
+    @property
+    def warm(self) -> bool:
+        """True once the spare finished its imports and waits for a launch."""
+        return self.proc.returncode is None and self.pipe.data[:1] == b"W"
+
+    async def hand_off(
+        self,
+        target: LaunchTarget,
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        out: Path,
+        err: Path,
+        timeout: float,
+    ) -> str | None:
+        """Give the spare a launch. None: it runs it now; else why it declined (it then exits)."""
+        request = {
+            "exe": target.exe,
+            "args": target.args,
+            "module": target.module,
+            "script": target.script,
+            "argv": target.argv,
+            "env": {**env, READY_FD_ENV: str(self.child_fd)},
+            "cwd": str(cwd),
+            "out": str(out),
+            "err": str(err),
+        }
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(request).encode())
+            self.proc.stdin.close()
+        except (OSError, RuntimeError) as exc:
+            return f"spare unreachable: {exc}"
+        answered = await self.pipe.wait_for(lambda: len(self.pipe.data) > 1, timeout)
+        if not answered:
+            return "spare did not answer"
+        if self.pipe.data[1:2] == b"A":
+            return None
+        return bytes(self.pipe.data[2:]).decode(errors="replace") or "spare declined"
+
+    def kill(self) -> None:
+        """SIGKILL the spare's process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+class PrestartPool:
+    """Keeps up to ``size`` warm spares and hands them to launches of the runtime's Python."""
+
+    def __init__(self, size: int, *, work_dir: Path, log_path: Path) -> None:
+        """``work_dir``: the spares' working directory; ``log_path``: where their output goes
+        until they are handed a launch (import errors, for instance)."""
+        self.size = max(0, size)
+        self._work_dir = work_dir
+        self._log_path = log_path
+        self._spares: list[Spare] = []
+        self._starting = 0
+        self._failures = 0
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refill: asyncio.TimerHandle | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Become the active pool and start filling it (returns at once)."""
+        global _active
+        if self.size == 0:
+            return
+        _active = self
+        self._fill()
+
+    async def stop(self) -> None:
+        """Stop every spare (and any being started) and wait for them to exit."""
+        global _active
+        self._stopping = True
+        if _active is self:
+            _active = None
+        if self._refill is not None:
+            self._refill.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        spares, self._spares = self._spares, []
+        for spare in spares:
+            await self._stop_spare(spare)
+
+    async def _stop_spare(self, spare: Spare) -> None:
+        if spare.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(spare.proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(spare.proc.wait(), 5)
+            except asyncio.TimeoutError:
+                spare.kill()
+                with contextlib.suppress(Exception):
+                    await spare.proc.wait()
+        spare.kill()  # anything the spare itself started goes too
+        spare.pipe.close()
+
+    # -- handing out --------------------------------------------------------------------------
+
+    def take(self, launch_env: Mapping[str, str]) -> Spare | None:
+        """A warm spare that can stand in for a launch with ``launch_env``, or None.
+
+        The spare leaves the pool (the caller owns it from now on) and a refill is scheduled.
+        """
+        if self._stopping:
+            return None
+        for spare in self._spares:
+            if not spare.warm:
+                continue
+            if (name := _startup_env_differs(spare.env, launch_env)) is not None:
+                _log.debug("prestarted interpreter not used", reason=f"{name} differs")
+                return None
+            self._spares.remove(spare)
+            self._schedule_refill()
+            return spare
+        return None
+
+    def discard(self, spare: Spare) -> None:
+        """Stop a spare that was taken but not used (it declined the launch)."""
+        task = asyncio.ensure_future(self._stop_spare(spare))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _schedule_refill(self) -> None:
+        if self._refill is None and not self._stopping:
+            loop = asyncio.get_running_loop()
+            self._refill = loop.call_later(REFILL_DELAY, self._refill_now)
+
+    def _refill_now(self) -> None:
+        self._refill = None
+        self._fill()
+
+    # -- filling ------------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        while (
+            not self._stopping
+            and self._failures < MAX_FAILURES
+            and len(self._spares) + self._starting < self.size
+        ):
+            self._starting += 1
+            task = asyncio.ensure_future(self._start_spare())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _start_spare(self) -> None:
+        spare: Spare | None = None
+        try:
+            spare = await self._spawn()
+            warm = await spare.pipe.wait_for(lambda: bool(spare and spare.pipe.data), 120.0)
+            if self._stopping:
+                await self._stop_spare(spare)
+                return
+            if not warm or spare.proc.returncode is not None:
+                await self._stop_spare(spare)
+                self._failures += 1
+                _log.warning(
+                    "prestarted interpreter failed to start",
+                    log=str(self._log_path),
+                    disabled=self._failures >= MAX_FAILURES,
+                )
+                return
+            self._failures = 0
+            self._spares.append(spare)
+            # A spare that dies while it waits is replaced.
+            asyncio.ensure_future(spare.proc.wait()).add_done_callback(
+                lambda _: self._on_spare_exit(spare)
+            )
+        except asyncio.CancelledError:
+            if spare is not None:
+                await self._stop_spare(spare)
+            raise
+        except Exception:
+            _log.exception("cannot start a prestarted interpreter")
+            self._failures += 1
+        finally:
+            self._starting -= 1
+
+    def _on_spare_exit(self, spare: Spare | None) -> None:
+        if spare is not None and spare in self._spares:
+            self._spares.remove(spare)
+            spare.pipe.close()
+            self._schedule_refill()
+
+    async def _spawn(self) -> Spare:
+        # The spare starts from the runtime's environment without PYTHONPATH: launches bring
+        # their own, which the spare applies to sys.path when it is handed one.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        read_fd, write_fd = os.pipe()
+        try:
+            pipe = PipeReader(read_fd)
+        except BaseException:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+        try:
+            self._work_dir.mkdir(parents=True, exist_ok=True)
+            with open(self._log_path, "ab") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    *launch_argv(sys.executable, ["-c", BOOT, str(write_fd)]),
+                    cwd=str(self._work_dir),
+                    env=env,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=log,
+                    pass_fds=(write_fd,),
+                    start_new_session=True,
+                )
+        except BaseException:
+            pipe.close()
+            raise
+        finally:
+            os.close(write_fd)
+        return Spare(proc, pipe, write_fd, env)

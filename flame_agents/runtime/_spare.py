@@ -1,0 +1,218 @@
+"""The program of a prestarted interpreter: preload, wait for a launch, become that service.
+
+Started by :mod:`flame_agents.runtime._prestart` as ``python -c BOOT <fd>`` (through the same
+exec shim as any instance), a spare imports the modules services spend their start-up on,
+writes ``W`` to the pipe ``<fd>`` and blocks reading one launch request (JSON) on stdin. It then
+turns itself into the process a fresh ``python -m module`` / ``python script.py`` would have
+been: working directory, environment, ``sys.argv``/``sys.orig_argv``/``sys.executable``,
+``sys.path``, stdin on /dev/null, stdout/stderr on the instance's log files, and a new
+``__main__`` run the way the interpreter runs it. Before changing anything it checks that no
+module it preloaded would have been found elsewhere on the launch's ``sys.path``; if one would,
+it answers ``D<reason>`` and exits so the runtime launches a fresh process. Otherwise it answers
+``A`` and runs the service, which later writes the readiness byte to the same pipe.
+
+Only the standard library is imported before the preload, and nothing here starts a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import importlib.machinery
+import json
+import os
+import sys
+import types
+from typing import Any
+
+__all__ = ["BOOT", "PRELOAD", "SPARE_NAME", "WARMING_NAME", "main"]
+
+PRELOAD = (
+    "grpc",
+    "flame_agents._wire.flame_v1.shim_pb2_grpc",
+    "flame_agents.service",
+    "flame_agents.service.instance",
+    "cloudpickle",
+    "structlog",
+    "flame_agents.cache",
+    "flame_agents.agent",
+)
+"""What a spare imports before it is needed: what services spend their start-up importing.
+A module that fails to import is skipped (the service would fail on it the same way)."""
+
+SPARE_NAME = b"flame-spare"
+"""Process name (``/proc/<pid>/comm``) of a warm spare waiting for a launch."""
+
+WARMING_NAME = b"flame-spare-imp"
+"""Process name of a spare still importing."""
+
+_PR_SET_NAME = 15
+
+
+def _set_name(name: bytes) -> None:
+    # Only a display name: never worth failing over.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, ctypes.c_char_p(name[:15]), 0, 0, 0)
+
+
+def _read_request() -> dict[str, Any] | None:
+    chunks = []
+    while chunk := os.read(0, 65536):
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    return json.loads(data) if data else None
+
+
+def _launch_path(req: dict[str, Any], base: list[str]) -> list[str]:
+    """``sys.path`` of a fresh interpreter for this launch (``base`` = no PYTHONPATH, no path0)."""
+    # The interpreter makes paths absolute with getcwd(), which has no symbolic links.
+    cwd = os.path.realpath(req["cwd"])
+
+    def absolute(entry: str) -> str:  # os.path.abspath, in the launch's cwd
+        return os.path.normpath(os.path.join(cwd, entry))
+
+    if req["module"] is not None:
+        path0 = cwd
+    else:
+        path0 = os.path.dirname(os.path.realpath(absolute(req["script"])))
+    pythonpath = req["env"].get("PYTHONPATH", "")
+    extra = [absolute(p) for p in pythonpath.split(os.pathsep)] if pythonpath else []
+    # site.removeduppaths() keeps the first of duplicates; the interpreter then puts path0 first.
+    seen: set[str] = set()
+    rest = []
+    for entry in (*extra, *base):
+        if entry not in seen:
+            seen.add(entry)
+            rest.append(entry)
+    return [path0, *rest]
+
+
+def _origin(spec: importlib.machinery.ModuleSpec | None) -> Any:
+    if spec is None:
+        return None
+    if spec.origin and spec.origin not in ("built-in", "frozen"):
+        return os.path.realpath(spec.origin)
+    locations = spec.submodule_search_locations
+    return (spec.origin, sorted(os.path.realpath(p) for p in locations or ()))
+
+
+def _resolve(name: str, path: list[str]) -> importlib.machinery.ModuleSpec | None:
+    """The spec a fresh import of top-level ``name`` would find with ``path`` as sys.path."""
+    for finder in sys.meta_path:
+        if finder is importlib.machinery.PathFinder:
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+        else:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, None) if find is not None else None
+        if spec is not None:
+            return spec
+    return None
+
+
+def _shadowed(preloaded: list[str], path: list[str]) -> str | None:
+    """A preloaded module that the launch's sys.path would resolve to another file, if any."""
+    for name in preloaded:
+        module = sys.modules.get(name)
+        spec = getattr(module, "__spec__", None)
+        if spec is None:
+            continue
+        if _origin(_resolve(name, path)) != _origin(spec):
+            return f"module {name!r} would load from elsewhere on this launch's sys.path"
+    for name in ("sitecustomize", "usercustomize"):
+        if name not in sys.modules and _resolve(name, path) is not None:
+            return f"{name} on this launch's sys.path runs at interpreter start"
+    return None
+
+
+def _redirect(fd: int, path: str | None, flags: int) -> None:
+    target = os.open(path or os.devnull, flags)
+    if target != fd:
+        os.dup2(target, fd)
+        os.close(target)
+
+
+def _become(req: dict[str, Any], path: list[str]) -> None:
+    """Apply the launch's process state, exactly as a fresh interpreter would have it."""
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    import time
+
+    time.tzset()
+    tempfile: Any = sys.modules.get("tempfile")
+    if tempfile is not None:
+        tempfile.tempdir = None  # re-read TMPDIR on next use
+    sys.path[:] = path
+    importlib.invalidate_caches()
+    sys.executable = req["exe"]
+    sys.orig_argv[:] = [req["exe"], *req["args"]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _redirect(0, None, os.O_RDONLY)
+    _redirect(1, req["out"], os.O_WRONLY)
+    _redirect(2, req["err"], os.O_WRONLY)
+    _set_name(os.path.basename(req["exe"]).encode())
+
+
+def _run_main(req: dict[str, Any]) -> None:
+    """Run the target as ``__main__`` the way ``python -m`` / ``python script.py`` does."""
+    import builtins
+
+    main_module = types.ModuleType("__main__")
+    main_module.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main_module
+    if req["module"] is not None:
+        import runpy
+
+        sys.argv[:] = ["-m", *req["argv"]]
+        # What the interpreter calls for -m; it reads sys.modules["__main__"] set above.
+        runpy._run_module_as_main(req["module"], alter_argv=True)  # type: ignore[attr-defined]
+        return
+    script = req["script"]
+    sys.argv[:] = [script, *req["argv"]]
+    filename = os.path.abspath(script)
+    main_module.__file__ = filename
+    main_module.__cached__ = None  # type: ignore[attr-defined]
+    main_module.__loader__ = importlib.machinery.SourceFileLoader("__main__", filename)
+    with open(filename, "rb") as source:
+        code = compile(source.read(), filename, "exec", dont_inherit=True)
+    exec(code, main_module.__dict__)
+
+
+BOOT = "import sys; b = set(sys.modules); from flame_agents.runtime._spare import main; main(b)"
+"""The ``-c`` program of a spare: it notes the modules of a bare interpreter first."""
+
+
+def main(bare: set[str]) -> None:
+    """Preload, report warm, wait for one launch request, then run it (or decline and exit).
+
+    ``bare``: the modules the interpreter had before this program imported anything; every
+    other module is checked against the launch's ``sys.path``.
+    """
+    _set_name(WARMING_NAME)
+    ctl = int(sys.argv[1])
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a broken module is the service's business, as in a fresh process
+            continue
+    preloaded = sorted({m.partition(".")[0] for m in set(sys.modules) - bare} - {"__main__"})
+    base = sys.path[1:]
+    _set_name(SPARE_NAME)
+    os.write(ctl, b"W")
+    req = _read_request()
+    if req is None:  # the pool closed our stdin: stop quietly
+        os._exit(0)
+    try:
+        path = _launch_path(req, base)
+        problem = _shadowed(preloaded, path)
+        if problem is None:
+            _become(req, path)
+    except Exception as exc:
+        problem = f"cannot apply the launch: {exc}"
+    if problem is not None:
+        os.write(ctl, b"D" + problem.encode(errors="replace"))
+        os._exit(0)
+    os.write(ctl, b"A")
+    _run_main(req)
