@@ -162,6 +162,7 @@ class _SyncState:
     started: int = 0
     done: int = 0
     running: bool = False
+    users: int = 0
     failed: tuple[int, BaseException] | None = None
 
 
@@ -181,30 +182,36 @@ class GroupSync:
         """Return once a ``flush`` of ``key`` that started after this call has finished."""
         with self._cond:
             state = self._states.setdefault(key, _SyncState())
-            need = state.started + 1
-            while state.done < need:
-                if state.running:
-                    self._cond.wait()
-                    continue
-                state.running = True
-                state.started += 1
-                gen = state.started
-                self._cond.release()
-                error: BaseException | None = None
-                try:
-                    flush()
-                except BaseException as exc:
-                    error = exc
-                finally:
-                    self._cond.acquire()
-                    state.running = False
-                    state.done = gen
-                    state.failed = (gen, error) if error is not None else None
-                    self._cond.notify_all()
-            if state.failed is not None and state.failed[0] == need:
-                raise state.failed[1]
-            if not state.running and state.done == state.started:
-                self._states.pop(key, None)  # idle: keep the map small
+            state.users += 1
+            try:
+                self._await(state, state.started + 1, flush)
+            finally:
+                state.users -= 1
+                if state.users == 0:
+                    del self._states[key]  # nobody waits on it: keep the map small
+
+    def _await(self, state: _SyncState, need: int, flush: Callable[[], None]) -> None:
+        while state.done < need:
+            if state.running:
+                self._cond.wait()
+                continue
+            state.running = True
+            state.started += 1
+            gen = state.started
+            self._cond.release()
+            error: BaseException | None = None
+            try:
+                flush()
+            except BaseException as exc:
+                error = exc
+            finally:
+                self._cond.acquire()
+                state.running = False
+                state.done = gen
+                state.failed = (gen, error) if error is not None else None
+                self._cond.notify_all()
+        if state.failed is not None and state.failed[0] == need:
+            raise state.failed[1]
 
 
 def fsync_path(path: Path) -> None:
