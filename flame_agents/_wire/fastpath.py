@@ -3,7 +3,11 @@
 ``/flame_agents.v1.Tasks/RunTask`` takes Flame's ``CreateTaskRequest`` and streams Flame ``Task``
 messages: first the created task (id and state, no input echo), then the terminal task (output,
 and events only when it failed). One call replaces CreateTask + WatchTask, and the input travels
-once instead of three times.
+once instead of three times. A caller that sends the metadata ``TERMINAL_FIRST`` gets only the
+terminal task when the task ends within ``TERMINAL_FIRST_WAIT`` (half its remaining deadline at
+most): one message instead of two for quick tasks; a slower task's first message is the task as
+it is when that wait ends (Pending or Running). ``invoke()`` asks for it; ``run()`` does not,
+since it returns as soon as the task exists.
 
 A Flame 0.6 cluster has no such service and answers UNIMPLEMENTED: our client then remembers
 that for the connection and uses the plain Frontend calls. The method is defined with gRPC's
@@ -19,10 +23,27 @@ import grpc
 
 from flame_agents._wire.flame_v1 import frontend_pb2, types_pb2
 
-__all__ = ["RUN_TASK", "SERVICE", "add_to_server", "run_task_callable"]
+__all__ = [
+    "RUN_TASK",
+    "SERVICE",
+    "TERMINAL_FIRST",
+    "TERMINAL_FIRST_WAIT",
+    "add_to_server",
+    "run_task_callable",
+    "wants_terminal_first",
+]
 
 SERVICE = "flame_agents.v1.Tasks"
 RUN_TASK = f"/{SERVICE}/RunTask"
+TERMINAL_FIRST = (("flame-agents-reply", "terminal-first"),)
+"""Call metadata asking RunTask to skip the created message for a quick task."""
+TERMINAL_FIRST_WAIT = 0.05
+"""Seconds RunTask waits for the terminal state before sending the created task anyway."""
+
+
+def wants_terminal_first(metadata: Any) -> bool:
+    """Whether the call's metadata carries :data:`TERMINAL_FIRST`."""
+    return any((key, value) == TERMINAL_FIRST[0] for key, value in metadata or ())
 
 
 def add_to_server(run_task: Callable[..., Any], server: Any) -> None:

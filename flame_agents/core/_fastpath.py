@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from flame_agents._wire import frontend_pb2, types_pb2
+from flame_agents._wire import fastpath, frontend_pb2, types_pb2
 from flame_agents._wire.convert import task_from_proto
 from flame_agents._wire.errors import rpc_status
 from flame_agents.core import _tasks
@@ -51,6 +51,10 @@ class StartedTask:
     def wait(self) -> Task:
         """Block until the task is terminal and return it (failed tasks carry their events)."""
         conn, task = self._conn, self.task
+        if task.is_completed():  # the terminal task came first (a quick invoke)
+            self._stream.cancel()
+            conn.untrack(self._stream)
+            return task
         fields = {"session_id": task.session_id, "task_id": task.id}
         try:
             for message in self._stream:
@@ -78,11 +82,18 @@ class StartedTask:
 
 
 def start_task(
-    conn: Connection, session_id: str, input: bytes | None, *, timeout: float | None = None
+    conn: Connection,
+    session_id: str,
+    input: bytes | None,
+    *,
+    timeout: float | None = None,
+    terminal_first: bool = False,
 ) -> StartedTask | None:
     """Create a task over RunTask; None when the Frontend has no fast path (use the plain calls).
 
     ``timeout`` bounds the whole call, creation included (``None`` = wait as long as it takes).
+    ``terminal_first``: a quick task's end may be the first (and only) message, so this returns
+    later but the whole call is one message shorter (for callers that wait for the result).
     """
     if conn.fast_path is False:
         return None
@@ -91,7 +102,8 @@ def start_task(
     request = frontend_pb2.CreateTaskRequest(
         task=types_pb2.TaskSpec(session_id=session_id, input=input)
     )
-    stream = conn.run_task(request, timeout=timeout)
+    metadata = fastpath.TERMINAL_FIRST if terminal_first else None
+    stream = conn.run_task(request, timeout=timeout, metadata=metadata)
     conn.track(stream)
     try:
         first = next(stream)

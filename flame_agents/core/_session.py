@@ -93,7 +93,9 @@ class Session:
                 running).
         """
         data = check_bytes("task input", input)
-        started = _fastpath.start_task(self.connection, self.id, data, timeout=timeout)
+        started = _fastpath.start_task(
+            self.connection, self.id, data, timeout=timeout, terminal_first=True
+        )
         if started is not None:
             return _tasks.result_of(started.wait())
         task = _tasks.create_task(self.connection, self.id, data)

@@ -14,6 +14,8 @@ the service's error text (event code 3). CloseSession waits for running tasks (s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -22,7 +24,7 @@ from typing import Any, NoReturn
 import grpc
 import grpc.aio
 
-from flame_agents._wire import frontend_pb2, frontend_pb2_grpc, types_pb2
+from flame_agents._wire import fastpath, frontend_pb2, frontend_pb2_grpc, types_pb2
 from flame_agents.runtime import _protos
 from flame_agents.runtime import _store as st
 from flame_agents.runtime._apps import SpecError, name_error, with_defaults
@@ -416,21 +418,46 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         """Our fast path (not Flame's): CreateTask, then the terminal task, in one stream.
 
         The first message is the created task without its input; the second the terminal task
-        with its output, and its events only when it failed (see ``_wire.fastpath``).
+        with its output, and its events only when it failed (see ``_wire.fastpath``). A caller
+        that asks for the terminal task first gets a quick task's end as the only message.
         """
         row = await self._create_task(request, context)
         sid, tid = row.session_id, row.id
-        yield _protos.task(row, [], with_input=False)
-        while row.state not in st.TERMINAL:
+        if fastpath.wants_terminal_first(context.invocation_metadata()):
+            remaining = context.time_remaining()
+            wait = fastpath.TERMINAL_FIRST_WAIT
+            if remaining is not None:
+                wait = min(wait, remaining / 2)  # leave the caller time to learn the task id
+            row = await self._until_terminal(row, context, timeout=wait)
+        if row.state not in st.TERMINAL:
+            yield _protos.task(row, [], with_input=False)
+            row = await self._until_terminal(row, context)
+        events = self._store.events(sid, tid) if row.state != st.SUCCEED else []
+        yield _protos.task(row, events, with_input=False)
+
+    async def _until_terminal(
+        self, row: st.TaskRow, context: Ctx, *, timeout: float | None = None
+    ) -> st.TaskRow:
+        """The task once terminal, or as it is after ``timeout`` seconds."""
+        sid, tid = row.session_id, row.id
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
             changed = self._sched.task_changed(sid, tid)  # registered before the read, as below
             fresh = self._store.get_task(sid, tid)
             if fresh is None:  # deleted under us
                 await _abort(context, grpc.StatusCode.NOT_FOUND, f"task {tid} was deleted")
             row = fresh
-            if row.state not in st.TERMINAL:
+            if row.state in st.TERMINAL:
+                return row
+            if deadline is None:
                 await changed.wait()
-        events = self._store.events(sid, tid) if row.state != st.SUCCEED else []
-        yield _protos.task(row, events, with_input=False)
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                return row
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
 
     async def _create_task(
         self, request: frontend_pb2.CreateTaskRequest, context: Ctx

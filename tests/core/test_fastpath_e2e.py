@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from flame_agents import core
-from flame_agents._wire import frontend_pb2, types_pb2
+from flame_agents._wire import fastpath, frontend_pb2, types_pb2
 from flame_agents.core._fastpath import start_task
 from flame_agents.errors import (
     InvalidStateError,
@@ -72,6 +72,25 @@ def test_run_task_streams_created_then_terminal_without_input_echo(
         assert messages[0].metadata.id == messages[1].metadata.id
         assert messages[1].spec.output.startswith(b"echo:big")
         assert not messages[1].status.events  # events only for failed tasks
+
+
+def test_terminal_first_sends_a_quick_task_in_one_message(app: str, conn: core.Connection) -> None:
+    """With the terminal-first metadata a quick task is one message; a slow one still two."""
+    with conn.create_session(app) as ssn:
+        ssn.invoke(b"warm")  # the instance is up, so the next task is quick
+
+        def messages(data: bytes) -> list[types_pb2.Task]:
+            request = frontend_pb2.CreateTaskRequest(
+                task=types_pb2.TaskSpec(session_id=ssn.id, input=data)
+            )
+            return list(conn.run_task(request, timeout=60, metadata=fastpath.TERMINAL_FIRST))
+
+        quick = messages(b"q")
+        assert [m.status.state for m in quick] == [types_pb2.Succeed]
+        assert quick[0].metadata.id and quick[0].spec.output == b"echo:q|cd=<none>"
+        slow = messages(b"sleep:0.5")
+        assert [m.status.state for m in slow][1:] == [types_pb2.Succeed]
+        assert slow[0].status.state in (types_pb2.Pending, types_pb2.Running)
 
 
 def test_failed_task_carries_the_service_text(app: str, conn: core.Connection) -> None:
