@@ -70,7 +70,7 @@ class StartedTask:
                     f"invoke: the connection to {conn.endpoint} was closed", **fields
                 ) from exc
             if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                raise conn.error(exc, op="run_task", **fields) from exc
+                raise conn.error(exc, op="invoke", **fields) from exc
             # The stream broke, the task lives on: follow it by id below.
         finally:
             self._stream.cancel()
@@ -122,7 +122,7 @@ def start_task(
             raise InvalidStateError(
                 f"invoke: the connection to {conn.endpoint} was closed", session_id=session_id
             ) from exc
-        raise conn.error(exc, op="create_task", session_id=session_id) from exc
+        raise conn.error(exc, op="invoke", session_id=session_id) from exc
     conn.fast_path = True
     return StartedTask(
         conn, task_from_proto(first, session_id=session_id), stream, deadline, timeout

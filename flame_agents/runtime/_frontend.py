@@ -450,6 +450,14 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
             row = fresh
             if row.state in st.TERMINAL:
                 return row
+            if row.state == st.PENDING and (paused := self._sched.paused_reason(sid)):
+                # Flame keeps the task Pending; our caller is told at once instead of waiting.
+                await _abort(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"task {tid} stays Pending: its session {_show(sid)} starts no instances. "
+                    f"{paused}",
+                )
             if deadline is None:
                 await changed.wait()
                 continue

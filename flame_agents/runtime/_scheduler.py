@@ -129,7 +129,9 @@ class _Session:
     idle: deque[_Instance] = field(default_factory=deque)
     closed: bool = False
     bind_failures: int = 0
-    paused: bool = False
+    paused: str | None = None
+    """Why new instances are no longer started (event 1002's text), or None."""
+    last_bind_failure: str = ""
     drained: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -252,6 +254,13 @@ class Scheduler:
             sess.drained.clear()
             await sess.drained.wait()
         self._forget_if_done(sess)
+
+    def paused_reason(self, sid: str) -> str | None:
+        """Why session ``sid`` gets no more instances (bind failures), or None if it does."""
+        sess = self._sessions.get(sid)
+        if sess is None or sess.paused is None:
+            return None
+        return f"{sess.paused}. Last failure: {sess.last_bind_failure}"
 
     def session_deleted(self, sid: str) -> None:
         """Drop a (closed) session's bookkeeping."""
@@ -578,6 +587,7 @@ class Scheduler:
         if sess.paused or sess.closed or self._stopping:
             return
         sess.bind_failures += 1
+        sess.last_bind_failure = exc.message
         limit = self._opts.bind_retry_limit
         message = (
             f"Executor {inst.id} on node {self._opts.node_name} failed to bind session with "
@@ -586,11 +596,11 @@ class Scheduler:
         _log.warning("bind failed", session_id=sess.id, executor_id=inst.id, reason=exc.message)
         self._store.add_session_event(sess.id, EVENT_BIND_FAILED, message)
         if sess.bind_failures >= limit:
-            sess.paused = True
-            self._store.add_session_event(
-                sess.id,
-                EVENT_RETRY_LIMIT,
+            sess.paused = (
                 f"Session retry limit reached after {sess.bind_failures}/{limit} failed "
                 "attempts; new executor assignment is paused (tasks stay Pending until the "
-                "session is closed or the runtime restarts)",
+                "session is closed or the runtime restarts)"
             )
+            self._store.add_session_event(sess.id, EVENT_RETRY_LIMIT, sess.paused)
+            for tid in list(sess.pending):  # fast-path waiters learn it now (see paused_reason)
+                self._notify(sess.id, tid)

@@ -22,7 +22,7 @@ from faults_support import (
 
 from flame_agents import core
 from flame_agents.agent import AgentSession, RetryPolicy
-from flame_agents.errors import InvalidArgumentError, TaskFailedError
+from flame_agents.errors import InvalidArgumentError, InvalidStateError, TaskFailedError
 from flame_agents.testing import LocalRuntime
 from flame_agents.types import TaskState
 
@@ -127,6 +127,32 @@ def test_malformed_timeout_label_is_refused(rt: LocalRuntime) -> None:
     """Registering a non-numeric task timeout is refused with a message naming the label."""
     with pytest.raises(InvalidArgumentError, match=r"flame-agents\.task-timeout=soon"):
         register_behave("f-bad-label", labels=["flame-agents.task-timeout=soon"])
+
+
+def test_invoke_on_a_session_that_cannot_start_fails_with_the_reason(
+    strict_rt: LocalRuntime,
+) -> None:
+    """invoke() on a session paused by bind failures raises at once, naming the last failure."""
+    app = "f-exits-at-start"
+    core.register_application(
+        app,
+        {
+            "command": sys.executable,
+            "arguments": [str(SERVICES / "hang_on_start.py"), "0", "3"],
+        },
+    )
+    session = core.create_session(app)
+    try:
+        with pytest.raises(InvalidStateError, match="stays Pending") as info:
+            session.invoke(b"echo:x", timeout=120)
+        assert "exit code 3" in str(info.value)
+        (task,) = session.list_tasks()
+        assert task.state == TaskState.PENDING  # Flame's semantics: the task is kept
+        with pytest.raises(InvalidStateError, match="retry limit"):
+            session.invoke(b"echo:y", timeout=120)  # a later invoke is told at once too
+    finally:
+        session.close()
+    no_instances_left(strict_rt)
 
 
 def test_service_that_never_binds_pauses_the_session(strict_rt: LocalRuntime, rep: int) -> None:
