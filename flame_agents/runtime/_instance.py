@@ -2,8 +2,10 @@
 
 An :class:`InstanceProcess` is one executor: a fresh process per session binding, spawned
 directly (no shell) in its own process group with the application's command, arguments,
-environments and working directory, and ``FLAME_INSTANCE_ENDPOINT`` naming a Unix socket. We
-wait (with a timeout, unlike Flame) for the socket, then call ``OnSessionEnter`` once,
+environments and working directory, and ``FLAME_INSTANCE_ENDPOINT`` naming a Unix socket (or,
+for a launch of the runtime's own Python, handed to a prestarted interpreter: ``_prestart``).
+We wait (with a timeout, unlike Flame) for the readiness byte on ``FLAME_AGENTS_READY_FD`` or
+the socket file, whichever comes first, then call ``OnSessionEnter`` once,
 ``OnTaskInvoke`` one at a time, ``OnSessionLeave``, and finally SIGTERM the process group
 (SIGKILL after a grace period), reap the process and remove the socket.
 

@@ -39,9 +39,12 @@ __all__ = ["LaunchTarget", "PrestartPool", "Spare", "active_pool", "launch_targe
 
 _log = get_logger(__name__)
 
-REFILL_DELAY = 0.5
+REFILL_DELAY = 0.2
 """Seconds between handing out a spare and starting its replacement (which takes a CPU for a
 while): the launch that took the spare should have that CPU first."""
+
+WARM_TIMEOUT = 120.0
+"""Seconds a spare may spend importing before it is considered stuck and killed."""
 
 MAX_FAILURES = 3
 """Spares in a row that die before they are warm, after which the pool stops trying."""
@@ -242,22 +245,24 @@ class PrestartPool:
     # -- handing out --------------------------------------------------------------------------
 
     def take(self, launch_env: Mapping[str, str]) -> Spare | None:
-        """A warm spare that can stand in for a launch with ``launch_env``, or None.
+        """A spare that can stand in for a launch with ``launch_env``, or None.
 
-        The spare leaves the pool (the caller owns it from now on) and a refill is scheduled.
+        A warm spare if there is one, else one still importing: what it has left to do is less
+        than a fresh process would have. The spare leaves the pool (the caller owns it from now
+        on) and a refill is scheduled.
         """
         if self._stopping:
             return None
-        for spare in self._spares:
-            if not spare.warm:
-                continue
-            if (name := _startup_env_differs(spare.env, launch_env)) is not None:
-                _log.debug("prestarted interpreter not used", reason=f"{name} differs")
-                return None
-            self._spares.remove(spare)
-            self._schedule_refill()
-            return spare
-        return None
+        live = [s for s in self._spares if s.proc.returncode is None]
+        if not live:
+            return None
+        spare = next((s for s in live if s.warm), live[0])
+        if (name := _startup_env_differs(spare.env, launch_env)) is not None:
+            _log.debug("prestarted interpreter not used", reason=f"{name} differs")
+            return None
+        self._spares.remove(spare)
+        self._schedule_refill()
+        return spare
 
     def discard(self, spare: Spare) -> None:
         """Stop a spare that was taken but not used (it declined the launch)."""
@@ -288,48 +293,46 @@ class PrestartPool:
             task.add_done_callback(self._tasks.discard)
 
     async def _start_spare(self) -> None:
-        spare: Spare | None = None
         try:
             spare = await self._spawn()
-            warm = await spare.pipe.wait_for(lambda: bool(spare and spare.pipe.data), 120.0)
-            if self._stopping:
-                await self._stop_spare(spare)
-                return
-            if not warm or spare.proc.returncode is not None:
-                await self._stop_spare(spare)
-                self._failures += 1
-                _log.warning(
-                    "prestarted interpreter failed to start",
-                    log=str(self._log_path),
-                    disabled=self._failures >= MAX_FAILURES,
-                )
-                return
-            self._failures = 0
-            self._spares.append(spare)
-            # A spare that dies while it waits is replaced.
-            asyncio.ensure_future(spare.proc.wait()).add_done_callback(
-                lambda _: self._on_spare_exit(spare)
-            )
-        except asyncio.CancelledError:
-            if spare is not None:
-                await self._stop_spare(spare)
-            raise
         except Exception:
             _log.exception("cannot start a prestarted interpreter")
             self._failures += 1
+            return
         finally:
             self._starting -= 1
+        if self._stopping:
+            await self._stop_spare(spare)
+            return
+        # In the pool (and available) from now on, even while it still imports.
+        self._spares.append(spare)
+        asyncio.ensure_future(spare.proc.wait()).add_done_callback(
+            lambda _: self._on_spare_exit(spare)
+        )
+        if await spare.pipe.wait_for(lambda: bool(spare.pipe.data), WARM_TIMEOUT):
+            self._failures = 0
+        elif spare in self._spares and spare.proc.returncode is None:
+            spare.kill()  # stuck importing: its exit is counted as a failure below
 
-    def _on_spare_exit(self, spare: Spare | None) -> None:
-        if spare is not None and spare in self._spares:
-            self._spares.remove(spare)
-            spare.pipe.close()
-            self._schedule_refill()
+    def _on_spare_exit(self, spare: Spare) -> None:
+        if spare not in self._spares:
+            return  # handed to a launch, or stopped by the pool
+        self._spares.remove(spare)
+        if not spare.pipe.data:
+            self._failures += 1
+            _log.warning(
+                "prestarted interpreter failed to start",
+                exit=spare.proc.returncode,
+                log=str(self._log_path),
+                disabled=self._failures >= MAX_FAILURES,
+            )
+        spare.pipe.close()
+        self._schedule_refill()
 
     async def _spawn(self) -> Spare:
-        # The spare starts from the runtime's environment without PYTHONPATH: launches bring
-        # their own, which the spare applies to sys.path when it is handed one.
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        # The runtime's own environment, PYTHONPATH included: instances inherit it, and the
+        # spare then imports the very modules they would.
+        env = dict(os.environ)
         read_fd, write_fd = os.pipe()
         try:
             pipe = PipeReader(read_fd)

@@ -64,24 +64,35 @@ def _read_request() -> dict[str, Any] | None:
     return json.loads(data) if data else None
 
 
-def _launch_path(req: dict[str, Any], base: list[str]) -> list[str]:
-    """``sys.path`` of a fresh interpreter for this launch (``base`` = no PYTHONPATH, no path0)."""
-    # The interpreter makes paths absolute with getcwd(), which has no symbolic links.
+def _pythonpath(env: dict[str, str], cwd: str) -> list[str]:
+    """The PYTHONPATH entries of ``env`` as the interpreter puts them on sys.path."""
+    value = env.get("PYTHONPATH", "")
+    # site.py makes them absolute with getcwd(), which has no symbolic links.
+    real = os.path.realpath(cwd)
+    return (
+        [os.path.normpath(os.path.join(real, p)) for p in value.split(os.pathsep)] if value else []
+    )
+
+
+def _launch_path(req: dict[str, Any], own: list[str], tail: list[str]) -> list[str] | None:
+    """``sys.path`` of a fresh interpreter for this launch; None if this spare cannot know it.
+
+    ``own``: this spare's PYTHONPATH entries; ``tail``: its ``sys.path`` after path0.
+    """
     cwd = os.path.realpath(req["cwd"])
-
-    def absolute(entry: str) -> str:  # os.path.abspath, in the launch's cwd
-        return os.path.normpath(os.path.join(cwd, entry))
-
     if req["module"] is not None:
         path0 = cwd
     else:
-        path0 = os.path.dirname(os.path.realpath(absolute(req["script"])))
-    pythonpath = req["env"].get("PYTHONPATH", "")
-    extra = [absolute(p) for p in pythonpath.split(os.pathsep)] if pythonpath else []
+        path0 = os.path.dirname(os.path.realpath(os.path.join(cwd, req["script"])))
+    extra = _pythonpath(req["env"], cwd)
+    if own:
+        # Our entries came first and were merged with the defaults by site.removeduppaths():
+        # only the same entries give a known result.
+        return [path0, *tail] if extra == own else None
     # site.removeduppaths() keeps the first of duplicates; the interpreter then puts path0 first.
     seen: set[str] = set()
     rest = []
-    for entry in (*extra, *base):
+    for entry in (*extra, *tail):
         if entry not in seen:
             seen.add(entry)
             rest.append(entry)
@@ -192,23 +203,28 @@ def main(bare: set[str]) -> None:
     """
     _set_name(WARMING_NAME)
     ctl = int(sys.argv[1])
+    # The interpreter's own sys.path, before any import could extend it.
+    own = _pythonpath(dict(os.environ), os.getcwd())
+    tail = sys.path[1:]
     for name in PRELOAD:
         try:
             importlib.import_module(name)
         except Exception:  # a broken module is the service's business, as in a fresh process
             continue
     preloaded = sorted({m.partition(".")[0] for m in set(sys.modules) - bare} - {"__main__"})
-    base = sys.path[1:]
     _set_name(SPARE_NAME)
     os.write(ctl, b"W")
     req = _read_request()
     if req is None:  # the pool closed our stdin: stop quietly
         os._exit(0)
     try:
-        path = _launch_path(req, base)
-        problem = _shadowed(preloaded, path)
-        if problem is None:
-            _become(req, path)
+        path = _launch_path(req, own, tail)
+        if path is None:
+            problem: str | None = "PYTHONPATH differs from the runtime's"
+        else:
+            problem = _shadowed(preloaded, path)
+            if problem is None:
+                _become(req, path)
     except Exception as exc:
         problem = f"cannot apply the launch: {exc}"
     if problem is not None:

@@ -272,3 +272,22 @@ def test_prestart_zero_keeps_no_spare(fresh: tuple[LocalRuntime, Frontend]) -> N
     register(fe, "pre-zero", sys.executable, [str(SERVICES / "prestart_probe.py")])
     assert probe(rt, fe, "pre-zero", "pre-zero-1", spare=False)["prestarted"] is False
     assert spare_pids(rt) == [] and spare_pids(rt, "flame-spare-imp") == []
+
+
+def test_the_runtimes_own_pythonpath_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime started with PYTHONPATH: its instances, prestarted or not, see the same path."""
+    monkeypatch.setenv("PYTHONPATH", str(SERVICES))
+    with (
+        LocalRuntime(set_env=False, extra_args=["--prestart", "1"]) as rt_spare,
+        Frontend(rt_spare.endpoint) as fe_spare,
+        LocalRuntime(set_env=False, extra_args=["--prestart", "0"]) as rt_fresh,
+        Frontend(rt_fresh.endpoint) as fe_fresh,
+    ):
+        with_spare, _ = compare(
+            (rt_spare, fe_spare),
+            (rt_fresh, fe_fresh),
+            "pre-rtpath",
+            "python",
+            ["-m", "prestart_probe"],
+        )
+    assert with_spare["path"][1] == str(SERVICES)
