@@ -200,6 +200,9 @@ class Store:
         """
         self._path = path
         self._tallies: dict[str, _Tally] = {}
+        # Open sessions as read (every CreateTask looks its session up): a row changes only
+        # when the session closes or goes, and the spec is parsed once instead of per task.
+        self._open_rows: dict[str, SessionRow] = {}
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -258,14 +261,28 @@ class Store:
                     self._db.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "full" in text or "I/O" in text:
-                raise StoreWriteError(
-                    f"cannot write the runtime database {self._path}: {text}; free disk space "
-                    "under the runtime home (nothing of this request was stored) and retry",
-                    path=str(self._path),
-                ) from exc
-            raise
+            raise self._write_error(exc) from exc
+
+    def _write1(self, sql: str, args: tuple[object, ...]) -> None:
+        """Run one write statement as its own transaction (sqlite's autocommit).
+
+        A single statement is atomic by itself, and this connection is the only writer (the
+        home is locked), so this is ``_tx`` without the BEGIN and COMMIT round trips.
+        """
+        try:
+            self._db.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: sqlite3.OperationalError) -> Exception:
+        text = str(exc)
+        if "full" in text or "I/O" in text:
+            return StoreWriteError(
+                f"cannot write the runtime database {self._path}: {text}; free disk space "
+                "under the runtime home (nothing of this request was stored) and retry",
+                path=str(self._path),
+            )
+        return exc
 
     def _tally(self, sid: str) -> _Tally:
         """The in-memory tally of ``sid``, recovered from its rows on first use."""
@@ -284,7 +301,11 @@ class Store:
             self._tallies[sid] = tally
         return tally
 
-    def _state_of(self, sid: str, tid: int) -> int | None:
+    def _counted_state(self, sid: str, tid: int) -> int | None:
+        """The task's state before a transition, read only when its session is being counted."""
+        tally = self._tallies.get(sid)
+        if tally is None or tally.counts is None:
+            return None
         row = self._db.execute(
             "SELECT state FROM tasks WHERE session_id = ? AND id = ?", (sid, tid)
         ).fetchone()
@@ -330,6 +351,7 @@ class Store:
                 _delete_session_rows(db, sid)
         for sid in ids:
             self._tallies.pop(sid, None)
+            self._open_rows.pop(sid, None)
 
     def open_sessions_of(self, app: str) -> int:
         """How many open sessions application ``app`` has."""
@@ -351,16 +373,25 @@ class Store:
                 (sid, spec.application, spec.SerializeToString(), SESSION_OPEN, now),
             )
         self._tallies[sid] = _Tally(next_id=1, counts={})
+        self._open_rows.pop(sid, None)
         return SessionRow(sid, spec.application, spec, SESSION_OPEN, now, None)
 
     def get_session(self, sid: str) -> SessionRow | None:
         """The session ``sid``, or None."""
+        cached = self._open_rows.get(sid)
+        if cached is not None:
+            return cached
         row = self._db.execute(
             "SELECT id, application, spec, state, creation_time, completion_time "
             "FROM sessions WHERE id = ?",
             (sid,),
         ).fetchone()
-        return _session(row) if row else None
+        if not row:
+            return None
+        found = _session(row)
+        if found.state == SESSION_OPEN:
+            self._open_rows[sid] = found
+        return found
 
     def list_sessions(self, *, state: int | None = None) -> list[SessionRow]:
         """Every session (optionally only those in ``state``), oldest first."""
@@ -399,6 +430,7 @@ class Store:
                 "UPDATE sessions SET state = ?, completion_time = ? WHERE id = ? AND state = ?",
                 (SESSION_CLOSED, now, sid, SESSION_OPEN),
             )
+        self._open_rows.pop(sid, None)
         if tally is not None and ids:
             tally.move(PENDING, CANCELLED, len(ids))
         return ids
@@ -408,6 +440,7 @@ class Store:
         with self._tx() as db:
             _delete_session_rows(db, sid)
         self._tallies.pop(sid, None)
+        self._open_rows.pop(sid, None)
 
     def counters(self, sid: str) -> dict[int, int]:
         """Task counts of one session by state."""
@@ -443,21 +476,16 @@ class Store:
         now = now_ms()
         tally = self._tally(sid)
         tid = tally.next_id
-        inline = data is None or len(data) <= INLINE_INPUT_MAX
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO tasks (session_id, id, state, creation_time, events, input) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    sid,
-                    tid,
-                    PENDING,
-                    now,
-                    _event_line(PENDING, _CREATED, now),
-                    data if inline else None,
-                ),
-            )
-            if not inline:
+        insert = (
+            "INSERT INTO tasks (session_id, id, state, creation_time, events, input) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        event = _event_line(PENDING, _CREATED, now)
+        if data is None or len(data) <= INLINE_INPUT_MAX:
+            self._write1(insert, (sid, tid, PENDING, now, event, data))
+        else:
+            with self._tx() as db:
+                db.execute(insert, (sid, tid, PENDING, now, event, None))
                 db.execute(
                     "INSERT INTO task_inputs (session_id, id, data) VALUES (?, ?, ?)",
                     (sid, tid, data),
@@ -490,13 +518,12 @@ class Store:
     def start_task(self, sid: str, tid: int, *, executor_id: str) -> None:
         """Pending -> Running (attempts + 1), with event code 1."""
         now = now_ms()
-        with self._tx() as db:
-            old = self._state_of(sid, tid)
-            db.execute(
-                "UPDATE tasks SET state = ?, attempts = attempts + 1, events = events || ? "
-                "WHERE session_id = ? AND id = ?",
-                (RUNNING, _event_line(RUNNING, _STARTED, now), sid, tid),
-            )
+        old = self._counted_state(sid, tid)
+        self._write1(
+            "UPDATE tasks SET state = ?, attempts = attempts + 1, events = events || ? "
+            "WHERE session_id = ? AND id = ?",
+            (RUNNING, _event_line(RUNNING, _STARTED, now), sid, tid),
+        )
         self._moved(sid, old, RUNNING)
 
     def finish_task(
@@ -504,25 +531,23 @@ class Store:
     ) -> None:
         """Running -> a terminal state, storing the output and an event (code = state)."""
         now = now_ms()
-        with self._tx() as db:
-            old = self._state_of(sid, tid)
-            db.execute(
-                "UPDATE tasks SET state = ?, output = ?, completion_time = ?, "
-                "events = events || ? WHERE session_id = ? AND id = ?",
-                (state, output, now, _event_line(state, message, now), sid, tid),
-            )
+        old = self._counted_state(sid, tid)
+        self._write1(
+            "UPDATE tasks SET state = ?, output = ?, completion_time = ?, "
+            "events = events || ? WHERE session_id = ? AND id = ?",
+            (state, output, now, _event_line(state, message, now), sid, tid),
+        )
         self._moved(sid, old, state)
 
     def requeue_task(self, sid: str, tid: int, *, message: str, lost: bool) -> None:
         """Running -> Pending (the instance was lost, or the runtime restarted), with event 0."""
         now = now_ms()
-        with self._tx() as db:
-            old = self._state_of(sid, tid)
-            db.execute(
-                "UPDATE tasks SET state = ?, losses = losses + ?, events = events || ? "
-                "WHERE session_id = ? AND id = ?",
-                (PENDING, 1 if lost else 0, _event_line(PENDING, message, now), sid, tid),
-            )
+        old = self._counted_state(sid, tid)
+        self._write1(
+            "UPDATE tasks SET state = ?, losses = losses + ?, events = events || ? "
+            "WHERE session_id = ? AND id = ?",
+            (PENDING, 1 if lost else 0, _event_line(PENDING, message, now), sid, tid),
+        )
         self._moved(sid, old, PENDING)
 
     def _moved(self, sid: str, old: int | None, new: int) -> None:
@@ -586,9 +611,8 @@ def _parse_events(text: str) -> list[EventRow]:
     out = []
     for line in text.split("\n"):
         if line:
-            code, when, message = json.loads(line)
-            if isinstance(message, int):
-                message = _STANDARD_MESSAGES[message]
+            code, when, rest = line[1:-1].split(",", 2)  # rest: an index, null or a string
+            message = _STANDARD_MESSAGES[int(rest)] if rest.isdigit() else json.loads(rest)
             out.append(EventRow(int(code), message, int(when)))
     return out
 
