@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
         "is this Python; 0 turns them off",
     )
     p.add_argument(
+        "--exit-with-pid",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="stop gracefully when process PID exits (test runtimes follow their test process)",
+    )
+    p.add_argument(
         "--bind-retry-limit", type=int, default=5, help="bind failures before a session pauses"
     )
     p.add_argument(
@@ -211,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         max_object_bytes=max(1, args.max_object_bytes),
         task_timeout=args.task_timeout if args.task_timeout and args.task_timeout > 0 else None,
         prestart=max(0, args.prestart),
+        exit_with_pid=args.exit_with_pid,
         fsync=args.fsync,
     )
     try:

@@ -21,6 +21,7 @@ from flame_agents.runtime._apps import builtin_applications
 from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
 from flame_agents.runtime._home import HomeLayout, HomeLock
 from flame_agents.runtime._malformed import MalformedRequestInterceptor
+from flame_agents.runtime._parent_watch import wait_for_exit
 from flame_agents.runtime._prestart import PrestartPool
 from flame_agents.runtime._protos import node_name
 from flame_agents.runtime._scheduler import (
@@ -78,6 +79,8 @@ class RuntimeOptions:
     ``flame-agents.task-timeout`` overrides it."""
     prestart: int = 1
     """Prestarted interpreters kept ready for new instances of the runtime's Python (0 = off)."""
+    exit_with_pid: int | None = None
+    """Stop gracefully once this process has exited (None = run until signalled)."""
     fsync: bool = False
     """Flush every database commit and cache write to disk before acknowledging it (survives
     power loss and OS crashes); off, acknowledged writes survive a kill of any process."""
@@ -195,6 +198,11 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    follow = (
+        None
+        if opts.exit_with_pid is None
+        else asyncio.ensure_future(_stop_after_exit_of(opts.exit_with_pid, stop))
+    )
     await server.start()
     prestart = PrestartPool(
         opts.prestart, work_dir=layout.work, log_path=layout.logs / "prestart.log"
@@ -216,6 +224,8 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
         await stop.wait()
         _log.info("runtime stopping")
     finally:
+        if follow is not None:
+            follow.cancel()
         with contextlib.suppress(FileNotFoundError):
             runtime_info_path(layout.home).unlink()
         await scheduler.shutdown()
@@ -225,3 +235,9 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             cache.shutdown()  # type: ignore[attr-defined]
         store.close()
         _log.info("runtime stopped")
+
+
+async def _stop_after_exit_of(pid: int, stop: asyncio.Event) -> None:
+    await wait_for_exit(pid)
+    _log.info("stopping: the process this runtime follows exited", pid=pid)
+    stop.set()

@@ -54,6 +54,7 @@ class LocalRuntime:
         set_env: bool = True,
         extra_args: Sequence[str] = (),
         token: str | None = None,
+        follow_process: bool = True,
     ) -> None:
         """Prepare (not start) a runtime.
 
@@ -61,7 +62,9 @@ class LocalRuntime:
         removed. ``set_env``: export the endpoints in ``os.environ`` for the body. ``extra_args``:
         more ``python -m flame_agents.runtime`` options (e.g. ``["--max-instances", "2"]``).
         ``token``: protect the runtime with this shared token (``env()`` then carries
-        ``FLAME_AGENTS_TOKEN`` so clients send it).
+        ``FLAME_AGENTS_TOKEN`` so clients send it). ``follow_process``: the runtime stops by
+        itself when this process exits, even by SIGKILL (an interrupted test run leaves no
+        runtime or instance behind); turn it off for a runtime that must outlive its starter.
         """
         self._given_home = home is not None
         self.home = Path(home).resolve() if home is not None else None
@@ -69,6 +72,7 @@ class LocalRuntime:
         self._extra_args = tuple(extra_args)
         self.token = token
         """The runtime's shared token, or None."""
+        self._follow_process = follow_process
         self._proc: subprocess.Popen[bytes] | None = None
         self._info: RuntimeInfo | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -135,6 +139,8 @@ class LocalRuntime:
         if self.home is None:
             self.home = Path(tempfile.mkdtemp(prefix="flame-agents-rt-")).resolve()
         extra_args = self._extra_args
+        if self._follow_process:
+            extra_args = (*extra_args, "--exit-with-pid", str(os.getpid()))
         if self.token is not None:
             # A file, not --token: other users can read a process's command line.
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
