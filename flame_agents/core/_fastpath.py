@@ -42,7 +42,8 @@ class StartedTask:
         timeout: float | None,
     ) -> None:
         self.task = task
-        """The task as created (Pending, no input echo)."""
+        """The task as first reported, without its input: Pending or Running, or already
+        terminal when a quick invoke asked for the terminal task first."""
         self._conn = conn
         self._stream = stream
         self._deadline = deadline
