@@ -414,9 +414,12 @@ class ObjectStore:
                     f"a conditional put needs a full key, not the prefix {target}", key=str(target)
                 )
             target = target.with_object(str(uuid.uuid4()))
+            fresh = True
+        else:
+            fresh = False
         skey = str(target)
         with self._locked(skey):
-            entry = self._lookup(target)
+            entry = None if fresh else self._lookup(target)  # a new UUID cannot be on disk
             current = entry.version if entry is not None else 0
             if expected is not None and expected != current:
                 raise _conflict(expected, current, skey)
