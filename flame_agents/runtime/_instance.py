@@ -268,7 +268,8 @@ class InstanceProcess:
         target = _prestart.launch_target(exe, args, cwd=cwd)
         if target is None:
             return False
-        spare = pool.take(env)
+        key = (exe, tuple(args), str(cwd), env.get("PYTHONPATH"))
+        spare = pool.take(env, key=key)
         if spare is None:
             return False
         # The files exist (and are emptied) before the spare opens them, as for a fresh launch.
@@ -283,7 +284,7 @@ class InstanceProcess:
             raise
         if declined is not None:
             self._log.info("prestarted interpreter declined the launch", reason=declined)
-            pool.discard(spare)
+            pool.declined(spare, key=key)
             return False
         self._proc = spare.proc
         self._ready = spare.pipe

@@ -202,6 +202,10 @@ class PrestartPool:
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._refill: asyncio.TimerHandle | None = None
+        self._default_path: str | None = None
+        """JSON of the interpreter's sys.path without PYTHONPATH (found once, see _spawn)."""
+        self._declined: set[tuple[object, ...]] = set()
+        """Launches a spare declined: they are not offered to spares again."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -226,8 +230,7 @@ class PrestartPool:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         spares, self._spares = self._spares, []
-        for spare in spares:
-            await self._stop_spare(spare)
+        await asyncio.gather(*(self._stop_spare(spare) for spare in spares))
 
     async def _stop_spare(self, spare: Spare) -> None:
         if spare.proc.returncode is None:
@@ -244,14 +247,14 @@ class PrestartPool:
 
     # -- handing out --------------------------------------------------------------------------
 
-    def take(self, launch_env: Mapping[str, str]) -> Spare | None:
+    def take(self, launch_env: Mapping[str, str], *, key: tuple[object, ...] = ()) -> Spare | None:
         """A spare that can stand in for a launch with ``launch_env``, or None.
 
         A warm spare if there is one, else one still importing: what it has left to do is less
         than a fresh process would have. The spare leaves the pool (the caller owns it from now
-        on) and a refill is scheduled.
+        on) and a refill is scheduled. ``key`` names the launch (see :meth:`declined`).
         """
-        if self._stopping:
+        if self._stopping or (key and key in self._declined):
             return None
         live = [s for s in self._spares if s.proc.returncode is None]
         if not live:
@@ -263,6 +266,13 @@ class PrestartPool:
         self._spares.remove(spare)
         self._schedule_refill()
         return spare
+
+    def declined(self, spare: Spare, *, key: tuple[object, ...]) -> None:
+        """A spare declined launch ``key``: stop it, and launch ``key`` fresh from now on
+        (its answer would not change, and each try costs a spare)."""
+        if key:
+            self._declined.add(key)
+        self.discard(spare)
 
     def discard(self, spare: Spare) -> None:
         """Stop a spare that was taken but not used (it declined the launch)."""
@@ -333,6 +343,8 @@ class PrestartPool:
         # The runtime's own environment, PYTHONPATH included: instances inherit it, and the
         # spare then imports the very modules they would.
         env = dict(os.environ)
+        if self._default_path is None:
+            self._default_path = await _default_sys_path(env)
         read_fd, write_fd = os.pipe()
         try:
             pipe = PipeReader(read_fd)
@@ -344,7 +356,7 @@ class PrestartPool:
             self._work_dir.mkdir(parents=True, exist_ok=True)
             with open(self._log_path, "ab") as log:
                 proc = await asyncio.create_subprocess_exec(
-                    *launch_argv(sys.executable, ["-c", BOOT, str(write_fd)]),
+                    *launch_argv(sys.executable, ["-c", BOOT, str(write_fd), self._default_path]),
                     cwd=str(self._work_dir),
                     env=env,
                     stdin=asyncio.subprocess.PIPE,
@@ -359,3 +371,26 @@ class PrestartPool:
         finally:
             os.close(write_fd)
         return Spare(proc, pipe, write_fd, env)
+
+
+async def _default_sys_path(env: Mapping[str, str]) -> str:
+    """JSON of this interpreter's sys.path (after path0) in ``env`` without PYTHONPATH.
+
+    A spare builds each launch's sys.path from it: the PYTHONPATH entries of the launch, then
+    these, as the interpreter itself does at start.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import json, sys; print(json.dumps(sys.path[1:]))",
+        env={k: v for k, v in env.items() if k != "PYTHONPATH"},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise OSError(f"{sys.executable} could not report its sys.path")
+    path = json.loads(out)
+    assert isinstance(path, list)
+    return json.dumps(path)

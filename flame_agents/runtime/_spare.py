@@ -1,15 +1,16 @@
 """The program of a prestarted interpreter: preload, wait for a launch, become that service.
 
-Started by :mod:`flame_agents.runtime._prestart` as ``python -c BOOT <fd>`` (through the same
-exec shim as any instance), a spare imports the modules services spend their start-up on,
-writes ``W`` to the pipe ``<fd>`` and blocks reading one launch request (JSON) on stdin. It then
-turns itself into the process a fresh ``python -m module`` / ``python script.py`` would have
-been: working directory, environment, ``sys.argv``/``sys.orig_argv``/``sys.executable``,
-``sys.path``, stdin on /dev/null, stdout/stderr on the instance's log files, and a new
-``__main__`` run the way the interpreter runs it. Before changing anything it checks that no
-module it preloaded would have been found elsewhere on the launch's ``sys.path``; if one would,
-it answers ``D<reason>`` and exits so the runtime launches a fresh process. Otherwise it answers
-``A`` and runs the service, which later writes the readiness byte to the same pipe.
+Started by :mod:`flame_agents.runtime._prestart` as ``python -c BOOT <fd> <default sys.path>``
+(through the same exec shim as any instance), a spare imports the modules services spend their
+start-up on, writes ``W`` to the pipe ``<fd>`` and blocks reading one launch request (JSON) on
+stdin. It then turns itself into the process a fresh ``python -m module`` / ``python script.py``
+would have been: working directory, environment,
+``sys.argv``/``sys.orig_argv``/``sys.executable``, ``sys.path``, stdin on /dev/null,
+stdout/stderr on the instance's log files, and a new ``__main__`` run the way the interpreter
+runs it. Before changing anything it checks that no module it preloaded would have been found
+elsewhere on the launch's ``sys.path``; if one would, it answers ``D<reason>`` and exits so the
+runtime launches a fresh process. Otherwise it answers ``A`` and runs the service, which later
+writes the readiness byte to the same pipe.
 
 Only the standard library is imported before the preload, and nothing here starts a thread.
 """
@@ -22,13 +23,14 @@ import importlib
 import importlib.machinery
 import json
 import os
+import select
 import sys
 import types
 from typing import Any
 
 __all__ = ["BOOT", "PRELOAD", "SPARE_NAME", "WARMING_NAME", "main"]
 
-PRELOAD = (
+PRELOAD = (  # most needed first: a launch that arrives while a spare imports cuts this short
     "grpc",
     "flame_agents._wire.flame_v1.shim_pb2_grpc",
     "flame_agents.service",
@@ -39,7 +41,8 @@ PRELOAD = (
     "flame_agents.agent",
 )
 """What a spare imports before it is needed: what services spend their start-up importing.
-A module that fails to import is skipped (the service would fail on it the same way)."""
+A module that fails to import is skipped (the service would fail on it the same way). A launch
+handed to a spare still importing stops the preload there."""
 
 SPARE_NAME = b"flame-spare"
 """Process name (``/proc/<pid>/comm``) of a warm spare waiting for a launch."""
@@ -74,25 +77,20 @@ def _pythonpath(env: dict[str, str], cwd: str) -> list[str]:
     )
 
 
-def _launch_path(req: dict[str, Any], own: list[str], tail: list[str]) -> list[str] | None:
-    """``sys.path`` of a fresh interpreter for this launch; None if this spare cannot know it.
+def _launch_path(req: dict[str, Any], default: list[str]) -> list[str]:
+    """``sys.path`` of a fresh interpreter for this launch.
 
-    ``own``: this spare's PYTHONPATH entries; ``tail``: its ``sys.path`` after path0.
+    ``default``: the interpreter's own ``sys.path`` without PYTHONPATH and path0.
     """
     cwd = os.path.realpath(req["cwd"])
     if req["module"] is not None:
         path0 = cwd
     else:
         path0 = os.path.dirname(os.path.realpath(os.path.join(cwd, req["script"])))
-    extra = _pythonpath(req["env"], cwd)
-    if own:
-        # Our entries came first and were merged with the defaults by site.removeduppaths():
-        # only the same entries give a known result.
-        return [path0, *tail] if extra == own else None
     # site.removeduppaths() keeps the first of duplicates; the interpreter then puts path0 first.
     seen: set[str] = set()
     rest = []
-    for entry in (*extra, *tail):
+    for entry in (*_pythonpath(req["env"], cwd), *default):
         if entry not in seen:
             seen.add(entry)
             rest.append(entry)
@@ -203,10 +201,10 @@ def main(bare: set[str]) -> None:
     """
     _set_name(WARMING_NAME)
     ctl = int(sys.argv[1])
-    # The interpreter's own sys.path, before any import could extend it.
-    own = _pythonpath(dict(os.environ), os.getcwd())
-    tail = sys.path[1:]
+    default = json.loads(sys.argv[2])
     for name in PRELOAD:
+        if select.select([0], [], [], 0)[0]:
+            break  # a launch is waiting: it needs the CPU more than the rest of the preload
         try:
             importlib.import_module(name)
         except Exception:  # a broken module is the service's business, as in a fresh process
@@ -218,14 +216,11 @@ def main(bare: set[str]) -> None:
     if req is None:  # the pool closed our stdin: stop quietly
         os._exit(0)
     try:
-        path = _launch_path(req, own, tail)
-        if path is None:
-            problem: str | None = "PYTHONPATH differs from the runtime's"
-        else:
-            problem = _shadowed(preloaded, path)
-            if problem is None:
-                _become(req, path)
-    except Exception as exc:
+        path = _launch_path(req, default)
+        problem = _shadowed(preloaded, path)
+        if problem is None:
+            _become(req, path)
+    except Exception as exc:  # any failure here means: launch it fresh
         problem = f"cannot apply the launch: {exc}"
     if problem is not None:
         os.write(ctl, b"D" + problem.encode(errors="replace"))
