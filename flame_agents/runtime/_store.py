@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from flame_agents._wire import types_pb2
@@ -110,6 +111,11 @@ INLINE_INPUT_MAX = 512
 A row is rewritten whole at every transition, and a row past ~1 KB spills into overflow pages,
 so a large input kept in the row would be written again at start and at finish.
 """
+
+RECENT_TASKS = 1024
+"""Tasks written last whose rows are also kept in memory (see ``Store._recent``)."""
+RECENT_PAYLOAD_MAX = 64 * 1024
+"""Tasks with a larger input or output are read back from the database instead."""
 
 _CREATED = "Task was created with state <Pending>"
 _STARTED = "Task state was updated to <Running>"
@@ -203,6 +209,10 @@ class Store:
         # Open sessions as read (every CreateTask looks its session up): a row changes only
         # when the session closes or goes, and the spec is parsed once instead of per task.
         self._open_rows: dict[str, SessionRow] = {}
+        # The rows (and events) of the tasks written last: the scheduler and the watchers read
+        # a task several times per transition. Every write to a task goes through this class
+        # and updates its entry after the commit, so an entry always equals the stored row.
+        self._recent: OrderedDict[tuple[str, int], tuple[TaskRow, list[EventRow]]] = OrderedDict()
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -306,6 +316,9 @@ class Store:
         tally = self._tallies.get(sid)
         if tally is None or tally.counts is None:
             return None
+        recent = self._recent.get((sid, tid))
+        if recent is not None:
+            return recent[0].state
         row = self._db.execute(
             "SELECT state FROM tasks WHERE session_id = ? AND id = ?", (sid, tid)
         ).fetchone()
@@ -352,6 +365,7 @@ class Store:
         for sid in ids:
             self._tallies.pop(sid, None)
             self._open_rows.pop(sid, None)
+            self._forget_session(sid)
 
     def open_sessions_of(self, app: str) -> int:
         """How many open sessions application ``app`` has."""
@@ -431,6 +445,8 @@ class Store:
                 (SESSION_CLOSED, now, sid, SESSION_OPEN),
             )
         self._open_rows.pop(sid, None)
+        if ids:
+            self._forget_session(sid)
         if tally is not None and ids:
             tally.move(PENDING, CANCELLED, len(ids))
         return ids
@@ -441,6 +457,7 @@ class Store:
             _delete_session_rows(db, sid)
         self._tallies.pop(sid, None)
         self._open_rows.pop(sid, None)
+        self._forget_session(sid)
 
     def counters(self, sid: str) -> dict[int, int]:
         """Task counts of one session by state."""
@@ -492,10 +509,15 @@ class Store:
                 )
         tally.next_id = tid + 1
         tally.move(None, PENDING)
-        return TaskRow(sid, tid, PENDING, now, None, data, None, 0, 0)
+        row = TaskRow(sid, tid, PENDING, now, None, data, None, 0, 0)
+        self._remember(row, [EventRow(PENDING, _CREATED, now)])
+        return row
 
     def get_task(self, sid: str, tid: int) -> TaskRow | None:
         """Task ``tid`` of session ``sid``, or None."""
+        recent = self._recent.get((sid, tid))
+        if recent is not None:
+            return recent[0]
         row = self._db.execute(
             f"SELECT {_TASK_COLS} FROM tasks WHERE session_id = ? AND id = ?", (sid, tid)
         ).fetchone()
@@ -525,6 +547,12 @@ class Store:
             (RUNNING, _event_line(RUNNING, _STARTED, now), sid, tid),
         )
         self._moved(sid, old, RUNNING)
+        self._update_recent(
+            sid,
+            tid,
+            EventRow(RUNNING, _STARTED, now),
+            lambda r: replace(r, state=RUNNING, attempts=r.attempts + 1),
+        )
 
     def finish_task(
         self, sid: str, tid: int, *, state: int, output: bytes | None, message: str
@@ -538,6 +566,14 @@ class Store:
             (state, output, now, _event_line(state, message, now), sid, tid),
         )
         self._moved(sid, old, state)
+        if output is not None and len(output) > RECENT_PAYLOAD_MAX:
+            self._recent.pop((sid, tid), None)
+        self._update_recent(
+            sid,
+            tid,
+            EventRow(state, message, now),
+            lambda r: replace(r, state=state, output=output, completion_time=now),
+        )
 
     def requeue_task(self, sid: str, tid: int, *, message: str, lost: bool) -> None:
         """Running -> Pending (the instance was lost, or the runtime restarted), with event 0."""
@@ -549,6 +585,30 @@ class Store:
             (PENDING, 1 if lost else 0, _event_line(PENDING, message, now), sid, tid),
         )
         self._moved(sid, old, PENDING)
+        self._update_recent(
+            sid,
+            tid,
+            EventRow(PENDING, message, now),
+            lambda r: replace(r, state=PENDING, losses=r.losses + (1 if lost else 0)),
+        )
+
+    def _remember(self, row: TaskRow, events: list[EventRow]) -> None:
+        if row.input is not None and len(row.input) > RECENT_PAYLOAD_MAX:
+            return
+        self._recent[(row.session_id, row.id)] = (row, events)
+        if len(self._recent) > RECENT_TASKS:
+            self._recent.popitem(last=False)
+
+    def _update_recent(
+        self, sid: str, tid: int, event: EventRow, change: Callable[[TaskRow], TaskRow]
+    ) -> None:
+        recent = self._recent.pop((sid, tid), None)
+        if recent is not None:
+            self._remember(change(recent[0]), [*recent[1], event])
+
+    def _forget_session(self, sid: str) -> None:
+        for key in [k for k in self._recent if k[0] == sid]:
+            del self._recent[key]
 
     def _moved(self, sid: str, old: int | None, new: int) -> None:
         tally = self._tallies.get(sid)
@@ -582,6 +642,9 @@ class Store:
                 (sid,),
             ).fetchall()
             return [EventRow(int(c), m, int(t)) for c, m, t in rows]
+        recent = self._recent.get((sid, tid))
+        if recent is not None:
+            return list(recent[1])
         row = self._db.execute(
             "SELECT events FROM tasks WHERE session_id = ? AND id = ?", (sid, tid)
         ).fetchone()

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -262,3 +263,45 @@ def test_every_committed_task_survives_kill_9_of_the_writer(tmp_path: Path) -> N
         assert s.create_task("k", None).id == len(tasks) + 1
     finally:
         s.close()
+
+
+def test_rows_served_from_memory_equal_the_stored_rows(tmp_path: Path) -> None:
+    """Every task read (kept in memory after a write) equals what a fresh open reads."""
+    path = tmp_path / "flame.db"
+    s = st.Store(path)
+    try:
+        s.create_session(SID, types_pb2.SessionSpec(application="app"))
+        s.counters(SID)  # counting on: transitions read the old state too
+        big = b"b" * (st.RECENT_PAYLOAD_MAX + 1)
+        for i in range(st.RECENT_TASKS + 20):  # past the bound, so some rows come from disk
+            data = big if i % 50 == 0 else f"in{i}".encode()
+            tid = s.create_task(SID, data).id
+            if i % 3:
+                s.start_task(SID, tid, executor_id="e")
+            if i % 3 == 1:
+                out = big if i % 7 == 0 else b"out"
+                s.finish_task(SID, tid, state=st.SUCCEED, output=out, message=DONE)
+            if i % 5 == 2:
+                s.requeue_task(SID, tid, message="lost", lost=True)
+        s.create_session("other", types_pb2.SessionSpec(application="app"))
+        s.create_task("other", b"x")
+        s.delete_session("other")
+        assert s.get_task("other", 1) is None and s.events("other", 1) == []
+        tids = range(1, st.RECENT_TASKS + 21)
+        seen = [(s.get_task(SID, t), s.events(SID, t)) for t in tids]
+        counts = s.counters(SID)
+        cancelled = s.close_session(SID)
+        after = [(s.get_task(SID, t), s.events(SID, t)) for t in tids]
+    finally:
+        s.close()
+    fresh = st.Store(path)
+    try:
+        assert after == [(fresh.get_task(SID, t), fresh.events(SID, t)) for t in tids]
+        stored = [r for r, _ in seen if r is not None]
+        assert counts == dict(Counter(r.state for r in stored))
+        assert all(after[t - 1][0].state == st.CANCELLED for t in cancelled)  # type: ignore[union-attr]
+        assert [r for r, _ in seen if r is not None and r.id not in cancelled] == [
+            r for r, _ in after if r is not None and r.id not in cancelled
+        ]
+    finally:
+        fresh.close()
