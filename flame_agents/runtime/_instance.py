@@ -214,6 +214,8 @@ class InstanceProcess:
         finally:
             if self._ready is not None:
                 self._ready.close()
+            if self.prestarted and (pool := _prestart.active_pool()) is not None:
+                pool.launched()
 
     async def _spawn(
         self,
@@ -280,7 +282,7 @@ class InstanceProcess:
                 target, env=env, cwd=cwd, out=out_path, err=err_path, timeout=self.spec.bind_timeout
             )
         except BaseException:
-            pool.discard(spare)  # cancelled (runtime stopping) before we own the process
+            pool.declined(spare, key=())  # cancelled (runtime stopping) before we own it
             raise
         if declined is not None:
             self._log.info("prestarted interpreter declined the launch", reason=declined)

@@ -12,9 +12,9 @@ a fresh process as before.
 
 A spare is started like any instance (the parent-death exec shim, its own session and process
 group, the runtime's environment), so once handed over it is tracked, signalled and reaped like
-a fresh one. A used spare is replaced in the background, a moment later, so the refill does not
-compete with the start it just served. The pool never holds more than ``size`` spares and stops
-them all at shutdown.
+a fresh one. A used spare is replaced in the background once the launches that took spares are
+serving, so the refill never competes with the start it just served. The pool never holds more
+than ``size`` spares and stops them all at shutdown.
 """
 
 from __future__ import annotations
@@ -198,6 +198,8 @@ class PrestartPool:
         self._log_path = log_path
         self._spares: list[Spare] = []
         self._starting = 0
+        self._launching = 0
+        """Launches that took a spare and are still starting."""
         self._failures = 0
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -264,8 +266,15 @@ class PrestartPool:
             _log.debug("prestarted interpreter not used", reason=f"{name} differs")
             return None
         self._spares.remove(spare)
-        self._schedule_refill()
+        self._launching += 1
         return spare
+
+    def launched(self) -> None:
+        """A launch that took a spare is serving (or failed): refill once no such launch is
+        still starting, so warming a new spare never slows a start down."""
+        self._launching = max(0, self._launching - 1)
+        if self._launching == 0:
+            self._schedule_refill()
 
     def declined(self, spare: Spare, *, key: tuple[object, ...]) -> None:
         """A spare declined launch ``key``: stop it, and launch ``key`` fresh from now on
@@ -273,6 +282,7 @@ class PrestartPool:
         if key:
             self._declined.add(key)
         self.discard(spare)
+        self.launched()
 
     def discard(self, spare: Spare) -> None:
         """Stop a spare that was taken but not used (it declined the launch)."""
