@@ -52,28 +52,31 @@ def test_instance_kill_9_mid_invocation_applies_each_addition_once(
     """kill -9 of the agent's instance at random moments: every invoke returns, each once."""
     rng = rng_for("instance-kill", rep)
     count = 20
-    kills = rng.randint(1, 3)
-    delays = sorted(rng.uniform(0.05, 1.5) for _ in range(kills))
+    # Kill while chosen invocations run (by index, not by clock: a faster runtime must not
+    # let the burst end before the first kill), a random moment into the handler's sleep.
+    targets = sorted(rng.sample(range(1, count + 1), rng.randint(1, 3)))
+    sleeps = [rng.uniform(0.02, 0.1) for _ in range(count + 1)]
     with AgentSession("f-tally", ctx=Tally(), agent=TallyAgent, retry=RETRY, timeout=60) as s:
         s.invoke(Add(n=0))  # an instance is up before the first kill
         errors: list[BaseException] = []
+        started = {n: threading.Event() for n in targets}
 
         def client() -> None:
             try:
                 for n in range(1, count + 1):
-                    s.invoke(Add(n=n, sleep=rng.uniform(0.0, 0.1)))
+                    if n in started:
+                        started[n].set()
+                    s.invoke(Add(n=n, sleep=sleeps[n]))
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
         thread = threading.Thread(target=client, daemon=True)
         thread.start()
         killed = 0
-        previous = 0.0
-        for delay in delays:
-            time.sleep(delay - previous)
-            previous = delay
-            if not thread.is_alive():
+        for n in targets:
+            if not started[n].wait(60):
                 break
+            time.sleep(rng.uniform(0.0, sleeps[n]))
             pids = rt.instance_pids()
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
