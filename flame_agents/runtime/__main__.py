@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prestart",
         type=int,
-        default=1,
+        default=2,
         metavar="N",
         help="spare Python processes kept ready (imports done) for new instances whose command "
         "is this Python; 0 turns them off",

@@ -77,7 +77,7 @@ class RuntimeOptions:
     task_timeout: float | None = None
     """Default seconds a task may run (None = no limit); the application label
     ``flame-agents.task-timeout`` overrides it."""
-    prestart: int = 1
+    prestart: int = 2
     """Prestarted interpreters kept ready for new instances of the runtime's Python (0 = off)."""
     exit_with_pid: int | None = None
     """Stop gracefully once this process has exited (None = run until signalled)."""
