@@ -2,8 +2,9 @@
 
 One sqlite database (``<home>/flame.db``) in WAL mode. Every mutating method runs in one
 transaction and returns only after the commit, so the Frontend replies only for committed
-state. ``synchronous=NORMAL`` in WAL mode keeps commits durable across a crash of the runtime
-process (what we promise); only an OS crash may lose the last transactions.
+state. By default ``synchronous=NORMAL`` in WAL mode keeps commits durable across a crash of the
+runtime process; only an OS crash may lose the last transactions. With the runtime's ``--fsync``
+(``Store(fsync=True)``) every commit is flushed to disk first (``synchronous=FULL``).
 
 The store is used from the runtime's event-loop thread only: each statement is a sub-millisecond
 local call, and one thread avoids any locking between the scheduler and the Frontend.
