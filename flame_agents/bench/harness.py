@@ -138,7 +138,11 @@ class BenchContext:
             else:
                 from flame_agents.bench.baselines.ray_peer import RayPeer
 
-                peer = RayPeer.start_or_none()
+                try:
+                    peer = RayPeer.start_or_none()
+                except Exception as exc:  # Ray's own start-up failed: measure the rest
+                    self.skip("ray-actor baseline", f"Ray failed to start: {exc}")
+                    return None
                 if peer is None:
                     self.skip(
                         "ray-actor baseline",

@@ -70,15 +70,21 @@ class RayPeer:
         # ray.init installs its own SIGTERM handler, which kills the driver at once; keep ours,
         # so a terminated suite still stops every process it started.
         previous = signal.getsignal(signal.SIGTERM)
-        ray.init(
-            num_cpus=os.cpu_count() or 2,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-            configure_logging=False,
-        )
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+        try:
+            ray.init(
+                num_cpus=os.cpu_count() or 2,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="ERROR",
+                configure_logging=False,
+            )
+        except Exception:
+            with contextlib.suppress(Exception):
+                ray.shutdown()  # whatever half-started must not outlive the run
+            raise
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
         return cls(ray)
 
     def actor(self) -> Any:
