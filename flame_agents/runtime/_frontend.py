@@ -443,11 +443,7 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            changed = self._sched.task_changed(sid, tid)  # registered before the read, as below
-            fresh = self._store.get_task(sid, tid)
-            if fresh is None:  # deleted under us
-                await _abort(context, grpc.StatusCode.NOT_FOUND, f"task {tid} was deleted")
-            row = fresh
+            row, changed = await self._read_and_listen(sid, tid, context)
             if row.state in st.TERMINAL:
                 return row
             if row.state == st.PENDING and (paused := self._sched.paused_reason(sid)):
@@ -466,6 +462,21 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
                 return row
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(changed.wait(), left)
+
+    async def _read_and_listen(
+        self, sid: str, tid: int, context: Ctx
+    ) -> tuple[st.TaskRow, asyncio.Event]:
+        """The task as stored now, and an event set at its next change (NOT_FOUND if deleted).
+
+        The event is registered *before* the read: a change that lands while the caller is
+        suspended (a stream sending to a slow client) then sets it, instead of being missed and
+        leaving the caller waiting forever.
+        """
+        changed = self._sched.task_changed(sid, tid)
+        row = self._store.get_task(sid, tid)
+        if row is None:  # deleted under us
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"task {tid} was deleted")
+        return row, changed
 
     async def _create_task(
         self, request: frontend_pb2.CreateTaskRequest, context: Ctx
@@ -497,14 +508,7 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         sid, tid = row.session_id, row.id
         last = row.state
         while row.state not in st.TERMINAL:
-            # Register for the next change *before* reading the row: a change that lands while
-            # this generator is suspended (in the yield below, sending to a slow client) then
-            # sets `changed`, instead of being missed and leaving the stream waiting forever.
-            changed = self._sched.task_changed(sid, tid)
-            fresh = self._store.get_task(sid, tid)
-            if fresh is None:  # deleted under us
-                await _abort(context, grpc.StatusCode.NOT_FOUND, f"task {tid} was deleted")
-            row = fresh
+            row, changed = await self._read_and_listen(sid, tid, context)
             if row.state in st.TERMINAL:
                 break
             if row.state != last:
