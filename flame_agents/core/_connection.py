@@ -17,7 +17,7 @@ import grpc
 import grpc.experimental
 
 from flame_agents._wire import fastpath, frontend_pb2_grpc
-from flame_agents._wire.errors import map_rpc_error
+from flame_agents._wire.errors import map_rpc_error, rpc_status
 from flame_agents.config import DEFAULT_CACHE_ENDPOINT, Endpoints, auth_metadata, grpc_target
 from flame_agents.core import _applications, _sessions, _tasks
 from flame_agents.core._validate import check_session_id, check_task_id
@@ -180,7 +180,17 @@ class Connection:
             raise self.error(exc, op=op, **fields) from exc
 
     def error(self, exc: grpc.RpcError, *, op: str, **fields: Any) -> Exception:
-        """Map ``exc`` like :func:`map_rpc_error`, naming the endpoint when it is unreachable."""
+        """Map ``exc`` like :func:`map_rpc_error`, naming the endpoint when it is unreachable.
+
+        A call cancelled because this connection was closed under it becomes
+        :class:`InvalidStateError` saying so, not gRPC's bare CANCELLED.
+        """
+        if self._closed and rpc_status(exc)[0] == grpc.StatusCode.CANCELLED:
+            return InvalidStateError(
+                f"{op}: the connection to {self.endpoint} was closed",
+                endpoint=self.endpoint,
+                **fields,
+            )
         err = map_rpc_error(exc, op=op, endpoint=self.endpoint, **fields)
         if isinstance(err, RuntimeUnavailableError):
             err = RuntimeUnavailableError(

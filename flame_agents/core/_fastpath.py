@@ -21,13 +21,15 @@ from flame_agents._wire import fastpath, frontend_pb2, types_pb2
 from flame_agents._wire.convert import task_from_proto
 from flame_agents._wire.errors import rpc_status
 from flame_agents.core import _tasks
-from flame_agents.errors import InvalidStateError
 from flame_agents.types import Task
 
 if TYPE_CHECKING:
     from flame_agents.core._connection import Connection
 
 __all__ = ["StartedTask", "start_task"]
+
+_STREAM_BROKEN = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+"""Codes of a stream lost on the way (the task lives on), not of a refused call."""
 
 
 class StartedTask:
@@ -52,12 +54,10 @@ class StartedTask:
     def wait(self) -> Task:
         """Block until the task is terminal and return it (failed tasks carry their events)."""
         conn, task = self._conn, self.task
-        if task.is_completed():  # the terminal task came first (a quick invoke)
-            self._stream.cancel()
-            conn.untrack(self._stream)
-            return task
         fields = {"session_id": task.session_id, "task_id": task.id}
         try:
+            if task.is_completed():  # the terminal task came first (a quick invoke)
+                return task
             for message in self._stream:
                 done = task_from_proto(message, session_id=task.session_id)
                 if done.is_completed():
@@ -66,11 +66,8 @@ class StartedTask:
             code, _ = rpc_status(exc)
             if code == grpc.StatusCode.DEADLINE_EXCEEDED and self._deadline is not None:
                 raise _tasks.timeout_error(self._timeout, **fields) from exc
-            if code == grpc.StatusCode.CANCELLED and conn.closed:
-                raise InvalidStateError(
-                    f"invoke: the connection to {conn.endpoint} was closed", **fields
-                ) from exc
-            if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            closed_by_us = code == grpc.StatusCode.CANCELLED and conn.closed
+            if code not in _STREAM_BROKEN or closed_by_us:
                 raise conn.error(exc, op="invoke", **fields) from exc
             # The stream broke, the task lives on: follow it by id below.
         finally:
@@ -119,10 +116,6 @@ def start_task(
         if code == grpc.StatusCode.UNIMPLEMENTED:
             conn.fast_path = False
             return None
-        if code == grpc.StatusCode.CANCELLED and conn.closed:
-            raise InvalidStateError(
-                f"invoke: the connection to {conn.endpoint} was closed", session_id=session_id
-            ) from exc
         raise conn.error(exc, op="invoke", session_id=session_id) from exc
     conn.fast_path = True
     return StartedTask(

@@ -113,10 +113,6 @@ def watch_task(
             code, _ = rpc_status(exc)
             if code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
                 raise timeout_error(timeout, **fields) from exc
-            if code == grpc.StatusCode.CANCELLED and conn.closed:
-                raise InvalidStateError(
-                    f"watch_task: the connection to {conn.endpoint} was closed", **fields
-                ) from exc
             if code != grpc.StatusCode.UNAVAILABLE:
                 raise conn.error(exc, op="watch_task", **fields) from exc
             # UNAVAILABLE mid-stream: the GetTask below tells a lost stream from a lost runtime.
