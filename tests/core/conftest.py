@@ -1,4 +1,5 @@
-"""Fixtures of the core client's unit tests: an in-process fake Frontend and a connection to it."""
+"""Fixtures of the core client's tests: an in-process fake Frontend and a connection to it, and
+a connection to the module's real runtime."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 from fake_frontend import FakeEnv, start_fake
 
+from flame_agents import core
 from flame_agents.core import Connection
+from flame_agents.testing import LocalRuntime
 
 
 @pytest.fixture
@@ -21,3 +24,10 @@ def fake_env() -> Iterator[FakeEnv]:
         conn.close()
         server.stop(grace=None).wait(5)
         fake.stop()
+
+
+@pytest.fixture
+def conn(runtime: LocalRuntime) -> Iterator[Connection]:
+    """A fresh connection to the module's runtime (its fast-path flag starts unknown)."""
+    with core.connect(runtime.endpoint) as connection:
+        yield connection

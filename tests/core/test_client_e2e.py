@@ -51,13 +51,6 @@ def app(runtime: LocalRuntime) -> Iterator[str]:
     yield APP
 
 
-@pytest.fixture
-def conn(runtime: LocalRuntime) -> Iterator[core.Connection]:
-    """An explicit connection to the module's runtime."""
-    with core.connect(runtime.endpoint) as connection:
-        yield connection
-
-
 def test_invoke_and_common_data(app: str) -> None:
     """invoke() returns the service's output; common_data reaches the instance unchanged."""
     with core.create_session(app, common_data=b"CD") as ssn:

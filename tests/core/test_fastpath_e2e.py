@@ -40,13 +40,6 @@ def app(runtime: LocalRuntime) -> Iterator[str]:
     yield APP
 
 
-@pytest.fixture
-def conn(runtime: LocalRuntime) -> Iterator[core.Connection]:
-    """A fresh connection (its fast-path flag starts unknown)."""
-    with core.connect(runtime.endpoint) as connection:
-        yield connection
-
-
 def test_invoke_uses_run_task_and_records_the_task(app: str, conn: core.Connection) -> None:
     """invoke() goes over RunTask, and the task is stored with input and output like any other."""
     assert conn.fast_path is None
