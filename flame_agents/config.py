@@ -8,6 +8,9 @@ embedded runtime's home folder layout shared by the runtime and its clients (``r
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -33,9 +36,12 @@ __all__ = [
     "flame_yaml_path",
     "grpc_target",
     "instance_socket_dir",
+    "process_alive",
     "read_runtime_info",
     "resolve_endpoints",
     "runtime_info_path",
+    "runtime_lock_path",
+    "runtime_serves_home",
     "write_runtime_info",
 ]
 
@@ -203,6 +209,9 @@ class RuntimeInfo:
     """The runtime's home folder."""
     pid: int
     """Process id of the runtime."""
+    former_cache_endpoints: tuple[str, ...] = ()
+    """Endpoints earlier runs of this home's cache advertised: object refs naming one of them
+    mean this cache (see ``docs/runtime.md``, restarts)."""
 
 
 _SUN_PATH_MAX = 107
@@ -229,23 +238,68 @@ def runtime_info_path(home: Path) -> Path:
     return home / "runtime.json"
 
 
+def runtime_lock_path(home: Path) -> Path:
+    """The flock a runtime holds on its home for as long as it runs."""
+    return home / "runtime.lock"
+
+
+def runtime_serves_home(home: Path) -> bool:
+    """True while a runtime process holds the lock of ``home``.
+
+    The lock is released by the kernel the moment its holder dies, so this is right where a pid
+    check is not: a runtime killed with SIGKILL in a container whose pid 1 does not reap stays a
+    zombie that ``kill(pid, 0)`` still finds. The probe takes a shared lock for an instant; a
+    starting runtime retries its exclusive lock past such probes.
+    """
+    try:
+        fd = os.open(runtime_lock_path(home), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def process_alive(pid: int) -> bool:
+    """True if ``pid`` names a running process (a zombie is dead, though ``kill(pid, 0)`` works)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The state follows the parenthesized command name, which may itself hold spaces.
+        return stat[stat.rindex(")") + 2] not in "ZX"
+    return True
+
+
 def read_runtime_info(home: Path) -> RuntimeInfo | None:
     """The published info of the runtime for ``home``, or ``None`` if none is running there.
 
-    A file left behind by a runtime that died (its pid is gone) counts as none.
+    A runtime is running when it holds the home's lock and its process is alive; a file left
+    behind by a runtime that died (killed, or a zombie nobody reaped) counts as none.
     """
     path = runtime_info_path(home)
     try:
         data = json.loads(path.read_text())
-        info = RuntimeInfo(**{k: data[k] for k in ("endpoint", "cache_endpoint", "home", "pid")})
+        info = RuntimeInfo(
+            **{k: data[k] for k in ("endpoint", "cache_endpoint", "home", "pid")},
+            former_cache_endpoints=tuple(str(e) for e in data.get("former_cache_endpoints", ())),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
+    if not process_alive(info.pid) or not runtime_serves_home(home):
         return None
-    except PermissionError:
-        pass  # alive, owned by someone else
     return info
 
 

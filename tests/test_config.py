@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import subprocess
@@ -18,6 +19,7 @@ from flame_agents.config import (
     grpc_target,
     read_runtime_info,
     resolve_endpoints,
+    runtime_lock_path,
     write_runtime_info,
 )
 from flame_agents.errors import ConfigError
@@ -206,17 +208,26 @@ def test_agents_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_runtime_info_round_trip(tmp_path: Path) -> None:
-    """runtime.json is written owner-only and read back while its process lives."""
+    """runtime.json is written owner-only and read back while its process holds the home lock,
+    and reads as no runtime once the lock is released (the process may still exist)."""
     info = RuntimeInfo(
         endpoint="http://127.0.0.1:1",
         cache_endpoint="grpc://127.0.0.1:2",
         home=str(tmp_path),
         pid=os.getpid(),
+        former_cache_endpoints=("grpc://127.0.0.1:3",),
     )
     write_runtime_info(info)
     path = tmp_path / "runtime.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert read_runtime_info(tmp_path) == info
+    fd = os.open(runtime_lock_path(tmp_path), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert read_runtime_info(tmp_path) == info
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        assert read_runtime_info(tmp_path) is None
+    finally:
+        os.close(fd)
 
 
 def test_runtime_info_of_dead_process_is_ignored(tmp_path: Path) -> None:

@@ -6,22 +6,25 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from flame_agents.cache import _aliases
 from flame_agents.cache._codec import is_native, native_version
 from flame_agents.cache._errors import map_flight_error
 from flame_agents.cache._ref import ObjectRef
 from flame_agents.config import auth_metadata
-from flame_agents.errors import CacheError
+from flame_agents.errors import CacheError, ObjectNotFoundError, RuntimeUnavailableError
 
 __all__ = ["Reply", "delete", "get", "put", "reset_clients"]
+
+_T = TypeVar("_T")
 
 # Objects can be large: never let gRPC's default 4 MiB message limit cut them off.
 _GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
@@ -86,8 +89,29 @@ def reset_clients() -> None:
         clients = list(_pool.values())
         _pool.clear()
         unconditional_endpoints.clear()
+    _aliases.forget()
     for client in clients:
         client.close()
+
+
+def _run_action(endpoint: str, action: flight.Action) -> list[bytes]:
+    return [r.body.to_pybytes() for r in _client(endpoint).do_action(action)]
+
+
+def _aliased(endpoint: str, attempt: Callable[[str], _T]) -> _T:
+    """Run ``attempt`` on ``endpoint``, or on the current cache if that is an earlier address of it.
+
+    Only failures that prove the call reached no copy of the object are retried elsewhere: no
+    server there (unavailable), or another server that never held it (not found).
+    """
+    target = _aliases.resolve(endpoint)
+    try:
+        return attempt(target)
+    except (RuntimeUnavailableError, ObjectNotFoundError):
+        current = _aliases.learn(target, _run_action)
+        if current is None:
+            raise
+        return attempt(current)
 
 
 @contextmanager
@@ -113,18 +137,22 @@ def put(
     key: str,
 ) -> ObjectRef:
     """do_put ``batches`` and return the ObjectRef from the one BSON PutResult."""
-    with _call(endpoint, op, key) as client:
-        writer, reader = client.do_put(descriptor, schema)
-        try:
-            for batch in batches:
-                writer.write_batch(batch)
-            writer.done_writing()
-            metadata = reader.read()
-        finally:
-            writer.close()
+
+    def attempt(target: str) -> object:
+        with _call(target, op, key) as client:
+            writer, reader = client.do_put(descriptor, schema)
+            try:
+                for batch in batches:
+                    writer.write_batch(batch)
+                writer.done_writing()
+                return reader.read()
+            finally:
+                writer.close()
+
+    metadata = _aliased(endpoint, attempt)
     if metadata is None:
         raise CacheError(f"{op}: the cache server sent no PutResult", key=key, endpoint=endpoint)
-    doc = bson.decode(bytes(metadata))
+    doc = bson.decode(bytes(metadata))  # type: ignore[call-overload]
     return ObjectRef(str(doc["endpoint"]), str(doc["key"]), int(doc["version"]))
 
 
@@ -142,8 +170,12 @@ class Reply:
 
 def get(endpoint: str, key: str, since: int) -> Reply:
     """do_get ticket ``<key>:<since>`` and classify the answer."""
-    with _call(endpoint, "get_object", key) as client:
-        table = client.do_get(flight.Ticket(f"{key}:{since}".encode())).read_all()
+
+    def attempt(target: str) -> pa.Table:
+        with _call(target, "get_object", key) as client:
+            return client.do_get(flight.Ticket(f"{key}:{since}".encode())).read_all()
+
+    table = _aliased(endpoint, attempt)
     if is_native(table.schema):
         return Reply("native", native_version(table.schema), table=table)
     if table.num_rows == 0:
@@ -175,7 +207,11 @@ def _rows_reply(table: pa.Table, key: str) -> Reply:
 
 def delete(endpoint: str, pattern: str) -> None:
     """DELETE action for a key, ``<app>/<session>`` or ``<app>/*``."""
-    with _call(endpoint, "delete_objects", pattern) as client:
-        results = list(client.do_action(flight.Action("DELETE", pattern.encode())))
+
+    def attempt(target: str) -> list[object]:
+        with _call(target, "delete_objects", pattern) as client:
+            return list(client.do_action(flight.Action("DELETE", pattern.encode())))
+
+    results = _aliased(endpoint, attempt)
     if not results:
         raise CacheError(f"delete_objects: no result for {pattern}", key=pattern)

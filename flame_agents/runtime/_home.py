@@ -10,16 +10,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import shutil
 import signal
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from flame_agents.config import instance_socket_dir
+from flame_agents.config import instance_socket_dir, runtime_lock_path
 from flame_agents.errors import ConfigError
 
-__all__ = ["HomeLayout", "HomeLock", "kill_orphans"]
+__all__ = ["EndpointHistory", "HomeLayout", "HomeLock", "kill_orphans"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,12 @@ class HomeLayout:
     @property
     def lock(self) -> Path:
         """The flock that makes a home single-runtime."""
-        return self.home / "runtime.lock"
+        return runtime_lock_path(self.home)
+
+    @property
+    def endpoints(self) -> Path:
+        """The endpoints earlier runs of this home served (see :class:`EndpointHistory`)."""
+        return self.home / "endpoints.json"
 
     @property
     def sockets(self) -> Path:
@@ -90,6 +97,58 @@ class HomeLayout:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class EndpointHistory:
+    """The ports the last run of a home used, and every endpoint its cache ever advertised.
+
+    A restart asks for the same ports again, so refs and clients keep working; when a port is
+    taken, the cache's earlier endpoints still name it, so object refs made by an earlier run are
+    served by the current one (see ``docs/runtime.md``, restarts).
+    """
+
+    frontend_port: int = 0
+    cache_port: int = 0
+    cache_endpoints: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def load(cls, layout: HomeLayout) -> EndpointHistory:
+        """The recorded history, or an empty one (first run, or a file that does not parse)."""
+        try:
+            doc = json.loads(layout.endpoints.read_text())
+            return cls(
+                frontend_port=int(doc.get("frontend_port", 0)),
+                cache_port=int(doc.get("cache_port", 0)),
+                cache_endpoints=tuple(str(e) for e in doc.get("cache_endpoints", ())),
+            )
+        except (OSError, ValueError, TypeError, AttributeError):
+            return cls()
+
+    def former(self, current: str) -> tuple[str, ...]:
+        """Cache endpoints of earlier runs other than ``current``."""
+        return tuple(e for e in self.cache_endpoints if e != current)
+
+    def record(self, layout: HomeLayout, *, frontend_port: int, cache_endpoint: str | None) -> None:
+        """Save this run's ports and add its cache endpoint (atomically: temp file, rename)."""
+        endpoints = self.cache_endpoints
+        cache_port = self.cache_port
+        if cache_endpoint:
+            if cache_endpoint not in endpoints:
+                endpoints = (*endpoints, cache_endpoint)
+            cache_port = int(cache_endpoint.rsplit(":", 1)[1])
+        doc = {
+            "frontend_port": frontend_port,
+            "cache_port": cache_port,
+            "cache_endpoints": list(endpoints),
+        }
+        tmp = layout.endpoints.with_suffix(".json.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, layout.endpoints)
+
+
 def kill_orphans(socket_dir: Path) -> int:
     """SIGKILL processes whose FLAME_INSTANCE_ENDPOINT lies in ``socket_dir``; returns how many.
 
@@ -116,6 +175,10 @@ def kill_orphans(socket_dir: Path) -> int:
     return killed
 
 
+_PROBE_GRACE_SECONDS = 0.5
+"""How long a starting runtime retries a lock that may only be held by a liveness probe."""
+
+
 class HomeLock:
     """An exclusive flock on ``<home>/runtime.lock`` holding the owner's pid."""
 
@@ -127,7 +190,7 @@ class HomeLock:
         """Take the lock or raise ConfigError naming the pid of the runtime that holds it."""
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._take(fd)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 os.close(fd)
@@ -143,6 +206,22 @@ class HomeLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+
+    @staticmethod
+    def _take(fd: int) -> None:
+        # Clients probe liveness with a shared lock held for an instant
+        # (config.runtime_serves_home): such a probe must not make a start fail.
+        deadline = time.monotonic() + _PROBE_GRACE_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def release(self) -> None:
         """Drop the lock (the file stays; a stale file without a lock means nothing)."""

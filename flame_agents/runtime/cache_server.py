@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_agents._logging import get_logger
+from flame_agents._wire.cache_aliases import FORMER_ENDPOINTS_ACTION, encode_former
 from flame_agents.errors import (
     CommitConflictError,
     FlameAgentsError,
@@ -164,6 +165,8 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
         self._endpoint = f"{'grpcs' if tls else 'grpc'}://{advertised}:{self.port}"
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self.former_endpoints: tuple[str, ...] = ()
+        """Endpoints earlier runs of this cache advertised (answered by FORMER_ENDPOINTS_ACTION)."""
         _log.info("cache_server_listening", endpoint=self._endpoint, root=str(root))
 
     @property
@@ -282,11 +285,15 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
             )
 
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
-        """``DELETE`` of a key, ``<app>/<session>`` or ``<app>/*``: one result ``b"OK"``."""
+        """``DELETE`` of a key, ``<app>/<session>`` or ``<app>/*``: one result ``b"OK"``;
+        :data:`FORMER_ENDPOINTS_ACTION`: one result, the JSON list of earlier endpoints."""
         with _as_flight_errors("do_action"):
+            if action.type == FORMER_ENDPOINTS_ACTION:
+                return iter([encode_former(self.former_endpoints)])
             if action.type != "DELETE":
                 raise InvalidArgumentError(
-                    f"unknown action {action.type!r}: the only action is DELETE"
+                    f"unknown action {action.type!r}: the actions are DELETE and "
+                    f"{FORMER_ENDPOINTS_ACTION}"
                 )
             body = action.body.to_pybytes().decode("utf-8", errors="replace")
             pattern: CacheKey = parse_key(body, allow_prefix=True, allow_wildcard=True)
@@ -295,8 +302,11 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
         return iter([b"OK"])
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
-        """Only DELETE."""
-        return [("DELETE", "Delete an object, '<app>/<session>' or '<app>/*'")]
+        """DELETE, and the earlier endpoints of this cache."""
+        return [
+            ("DELETE", "Delete an object, '<app>/<session>' or '<app>/*'"),
+            (FORMER_ENDPOINTS_ACTION, "Endpoints earlier runs of this cache advertised (JSON)"),
+        ]
 
 
 def _reply_stream(reply: ReadReply) -> Any:
