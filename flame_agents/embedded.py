@@ -25,6 +25,7 @@ from flame_agents.config import (
     RuntimeInfo,
     agents_home,
     instance_socket_dir,
+    process_alive,
     read_runtime_info,
     resolve_endpoints,
     runtime_info_path,
@@ -178,17 +179,11 @@ def ensure_runtime(home: Path | str | None = None) -> RuntimeInfo:
 
 def _gone(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):
-        # Reap it if it is our child, else it lingers as a zombie that kill(0) still sees.
+        # Reap it if it is our child, else it lingers as a zombie.
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not process_alive(pid)  # a zombie nobody reaps counts as gone
 
 
 def stop_runtime(home: Path | str, *, timeout: float = 20, kill: bool = False) -> bool:
