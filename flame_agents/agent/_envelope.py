@@ -1,8 +1,10 @@
 """The JSON envelopes of agent task payloads (task input and output bytes).
 
-Request: ``{"key": <idempotency key>, "request": <request JSON>}``.
+Request: ``{"key": <idempotency key>, "request": <request JSON>}``, plus ``"want_schema": true``
+from a client that has no reply class to validate with.
 Reply: ``{"reply": <reply JSON>, "replayed": <bool>, "version": <state version>,
-"type": "<module>:<qualname of the reply type>"}``.
+"type": "<module>:<qualname of the reply type>"}``, plus ``"schema": <the reply type's JSON
+Schema>`` when the request asked for it.
 
 JSON rather than pickles: validated on both ends, readable without user classes, and not
 executable (DESIGN decision 4). Failures travel as the task's message, prefixed with the error
@@ -18,23 +20,62 @@ from typing import Any
 from flame_agents import errors
 from flame_agents.errors import FlameAgentsError, InvalidArgumentError, TaskFailedError
 
-__all__ = ["ReplyEnvelope", "decode_request", "encode_request", "error_from_message"]
+__all__ = [
+    "ReplyEnvelope",
+    "RequestEnvelope",
+    "decode_request",
+    "encode_probe",
+    "encode_request",
+    "error_from_message",
+]
 
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def encode_request(key: str, request_json: Any) -> bytes:
-    """Task input for one invocation."""
-    return _dumps({"key": key, "request": request_json})
+def encode_request(key: str, request_json: Any, *, want_schema: bool = False) -> bytes:
+    """Task input for one invocation; ``want_schema`` asks for the reply type's JSON Schema."""
+    doc: dict[str, Any] = {"key": key, "request": request_json}
+    if want_schema:
+        doc["want_schema"] = True
+    return _dumps(doc)
 
 
-def decode_request(data: bytes | None) -> tuple[str, Any]:
-    """``(idempotency key, request JSON)`` from task input."""
+def encode_probe(*, want_schema: bool) -> bytes:
+    """Task input asking an agent to answer without running anything: ``{"probe": true}``.
+
+    A plain service fails to read it (it is not a pickle) before calling its entrypoint, so a
+    client learns whether an application is an agent, and its reply type, at no cost to state.
+    """
+    doc: dict[str, Any] = {"probe": True}
+    if want_schema:
+        doc["want_schema"] = True
+    return _dumps(doc)
+
+
+@dataclass(frozen=True)
+class RequestEnvelope:
+    """A decoded task input."""
+
+    key: str
+    """The invocation's idempotency key."""
+    request: Any
+    """The request JSON."""
+    want_schema: bool = False
+    """The client has no reply class: send the reply type's JSON Schema with the reply."""
+    probe: bool = False
+    """Answer who you are (reply type, state version) without running the handler."""
+
+
+def decode_request(data: bytes | None) -> RequestEnvelope:
+    """The request envelope in task input."""
     try:
         raw = json.loads(data or b"")
+        if isinstance(raw, dict) and raw.get("probe") is True:
+            return RequestEnvelope("", None, raw.get("want_schema") is True, probe=True)
         key, request = raw["key"], raw["request"]
+        want_schema = raw.get("want_schema") is True
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidArgumentError(
             "agent task input must be a JSON request envelope {key, request}; invoke agents "
@@ -42,7 +83,7 @@ def decode_request(data: bytes | None) -> tuple[str, Any]:
         ) from exc
     if not isinstance(key, str) or not key:
         raise InvalidArgumentError("the idempotency key must be a non-empty string")
-    return key, request
+    return RequestEnvelope(key, request, want_schema)
 
 
 @dataclass(frozen=True)
@@ -53,22 +94,32 @@ class ReplyEnvelope:
     replayed: bool
     version: int
     type: str
+    schema: dict[str, Any] | None = None
+    """The reply type's JSON Schema, when the request asked for it."""
 
     def encode(self) -> bytes:
-        return _dumps(
-            {
-                "reply": self.reply,
-                "replayed": self.replayed,
-                "version": self.version,
-                "type": self.type,
-            }
-        )
+        doc: dict[str, Any] = {
+            "reply": self.reply,
+            "replayed": self.replayed,
+            "version": self.version,
+            "type": self.type,
+        }
+        if self.schema is not None:
+            doc["schema"] = self.schema
+        return _dumps(doc)
 
     @classmethod
     def decode(cls, data: bytes | None) -> ReplyEnvelope:
         try:
             raw = json.loads(data or b"")
-            return cls(raw["reply"], bool(raw["replayed"]), int(raw["version"]), str(raw["type"]))
+            schema = raw.get("schema")
+            return cls(
+                raw["reply"],
+                bool(raw["replayed"]),
+                int(raw["version"]),
+                str(raw["type"]),
+                schema if isinstance(schema, dict) else None,
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise TaskFailedError(
                 "the service did not answer with an agent reply envelope; is the application an "

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -38,8 +40,30 @@ _log = get_logger(__name__)
 
 
 def type_name(tp: type) -> str:
-    """``module:qualname`` of a type (recorded in replies and state for tools)."""
-    return f"{tp.__module__}:{tp.__qualname__}"
+    """``module:qualname`` of a type (recorded in replies and state for tools).
+
+    A type defined in a script run as ``python agent.py`` lives in ``__main__``, a name no other
+    process can import; the script's own module name (``agent``) is recorded instead.
+    """
+    module = tp.__module__
+    if module == "__main__":
+        module = main_module_name() or module
+    return f"{module}:{tp.__qualname__}"
+
+
+def main_module_name() -> str | None:
+    """The importable name of this process's ``__main__``: ``pkg.mod`` when run with ``-m``,
+    the file's stem for a script; None when there is neither (an interactive session)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name).removesuffix(".__main__")
+    path = getattr(main, "__file__", None)
+    if path:
+        stem = Path(path).stem
+        if stem.isidentifier():
+            return stem
+    return None
 
 
 class AgentHandler:
@@ -138,7 +162,11 @@ class AgentHandler:
         if state is None or agent is None:
             raise InvalidStateError("no session entered")
         log = self._log.bind(task_id=task_id)
-        key, request_json = decode_request(data)
+        envelope = decode_request(data)
+        key, request_json = envelope.key, envelope.request
+        schema = self.agent_type.reply_type.model_json_schema() if envelope.want_schema else None
+        if envelope.probe:
+            return self._envelope(None, replayed=True, schema=schema)
         try:
             request = self.agent_type.request_type.model_validate(request_json)
         except ValidationError as exc:
@@ -147,7 +175,7 @@ class AgentHandler:
         found, recorded = state.lookup(key)
         if found:
             log.info("replayed recorded reply", key=key, version=state.version)
-            return self._envelope(recorded, replayed=True)
+            return self._envelope(recorded, replayed=True, schema=schema)
         work = state.working_copy()
         reply = self._call(agent.handle, request, work)
         if not isinstance(reply, self.agent_type.reply_type):
@@ -165,19 +193,22 @@ class AgentHandler:
             found, recorded = state.lookup(key)
             if found:
                 log.info("conflict resolved by recorded reply", key=key)
-                return self._envelope(recorded, replayed=True)
+                return self._envelope(recorded, replayed=True, schema=schema)
             log.warning("commit rejected: state moved", key=key, version=state.version)
             raise
         log.info("invocation committed", key=key, version=version)
-        return self._envelope(reply_json, replayed=False)
+        return self._envelope(reply_json, replayed=False, schema=schema)
 
-    def _envelope(self, reply_json: Any, *, replayed: bool) -> ReplyEnvelope:
+    def _envelope(
+        self, reply_json: Any, *, replayed: bool, schema: dict[str, Any] | None
+    ) -> ReplyEnvelope:
         assert self._state is not None
         return ReplyEnvelope(
             reply=reply_json,
             replayed=replayed,
             version=self._state.version,
             type=type_name(self.agent_type.reply_type),
+            schema=schema,
         )
 
     def _run_hook(self, name: str, key: str) -> None:

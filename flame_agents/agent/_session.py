@@ -8,20 +8,27 @@ carries an idempotency key that its retries reuse, so a retried invocation is ap
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import secrets
 import string
 import uuid
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from flame_agents import cache, core
 from flame_agents._logging import get_logger
 from flame_agents.agent._agent import Agent
 from flame_agents.agent._context import ContextModel
-from flame_agents.agent._envelope import ReplyEnvelope, encode_request, error_from_message
+from flame_agents.agent._envelope import (
+    ReplyEnvelope,
+    encode_probe,
+    encode_request,
+    error_from_message,
+)
 from flame_agents.agent._retry import RetryPolicy
+from flame_agents.agent._schema_model import model_from_schema
 from flame_agents.agent._state import StateHandle, initial_base
 from flame_agents.agent._store import CacheStore
 from flame_agents.errors import (
@@ -40,6 +47,19 @@ _log = get_logger(__name__)
 
 def _session_id(app: str) -> str:
     return f"{app}-{''.join(secrets.choice(_ALNUM) for _ in range(6))}"
+
+
+def _agent_attr(agent: type[Agent[Any]] | None, name: str) -> Any:
+    return getattr(agent, name, None) if agent is not None else None
+
+
+def _check_model_arg(what: str, value: object, expected: type[BaseModel] | None) -> None:
+    """Refuse a dict (or anything) where a model instance is required, naming the model."""
+    if value is None or isinstance(value, expected or BaseModel):
+        return
+    wanted = expected.__name__ if expected is not None else "a pydantic model instance"
+    hint = f" (build it: {wanted}(**value))" if isinstance(value, dict) else ""
+    raise InvalidArgumentError(f"{what}: expected {wanted}, got {type(value).__name__}{hint}")
 
 
 def _import_type(name: str) -> type[BaseModel] | None:
@@ -92,15 +112,22 @@ class AgentSession(Generic[C]):
         max_instances: int | None = 1,
         timeout: float | None = None,
     ) -> None:
+        _check_model_arg("ctx", ctx, context_type or _agent_attr(agent, "context_type"))
         if context_type is None:
             if ctx is not None:
                 context_type = type(ctx)
             elif agent is not None:
                 context_type = agent.context_type  # type: ignore[assignment]
+        if ctx is not None and not isinstance(ctx, ContextModel):
+            raise InvalidArgumentError(
+                f"ctx must be the agent's ContextModel instance, got {type(ctx).__name__}"
+            )
         self.context_type = context_type
-        self.reply_type = reply_type or (agent.reply_type if agent is not None else None)
+        self.request_type: type[BaseModel] | None = _agent_attr(agent, "request_type")
+        self.reply_type = reply_type or _agent_attr(agent, "reply_type")
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        self._created = False
         if ctx is None and session_id is not None:
             try:
                 self._session = core.open_session(session_id)
@@ -122,6 +149,52 @@ class AgentSession(Generic[C]):
         self.app = self._session.info().application
         self._log = _log.bind(session_id=self._session.id, app=self.app)
         self._state: StateHandle[C] | None = None
+        if self._created:
+            self._check_agent()
+
+    def _check_agent(self) -> None:
+        """Ask the new session's service whether it is an agent, before anything is committed.
+
+        The probe runs no handler (a plain service fails to read it before calling its
+        entrypoint) and tells the reply type, so a reply class this process cannot import is
+        known now, not after a turn committed. A session that turns out unusable is closed.
+        """
+        try:
+            envelope = self._send(encode_probe(want_schema=self.reply_type is None), "~probe")
+        except (TaskFailedError, InvalidArgumentError) as exc:
+            self._abandon()
+            raise InvalidArgumentError(
+                f"application {self.app!r} is not an agent: its service could not read an agent "
+                f"request ({exc}); AgentSession needs a service that runs `YourAgent.run()`, "
+                "use flame_agents.service.Session for plain services",
+                app=self.app,
+            ) from exc
+        except BaseException:
+            self._abandon()
+            raise
+        self._resolve_reply_model(envelope)
+
+    def _abandon(self) -> None:
+        with contextlib.suppress(FlameAgentsError):
+            self._session.close()
+        with contextlib.suppress(FlameAgentsError):
+            cache.delete_objects(self.ref.key, endpoint=self.ref.endpoint)
+
+    def _resolve_reply_model(self, envelope: ReplyEnvelope) -> type[BaseModel]:
+        """The reply class: given, imported by the name the agent recorded, or rebuilt from the
+        JSON Schema it sent; remembered for the session's later replies."""
+        if self.reply_type is None:
+            model = _import_type(envelope.type)
+            if model is None and envelope.schema is not None:
+                model = model_from_schema(envelope.schema)
+            if model is None:
+                # An agent that sent no schema (an older version): keep the fields unchecked.
+                model = create_model(
+                    envelope.type.rpartition(":")[2] or "Reply",
+                    __config__=ConfigDict(extra="allow"),
+                )
+            self.reply_type = model
+        return self.reply_type
 
     def _create(
         self, app: str | None, ctx: C | None, session_id: str | None, max_instances: int | None
@@ -133,6 +206,7 @@ class AgentSession(Generic[C]):
                 raise InvalidArgumentError("AgentSession needs `ctx` or `context_type` to create")
             ctx = self.context_type()
         sid = session_id or _session_id(app)
+        self._created = True
         ref = cache.put_raw(f"{app}/{sid}", initial_base(ctx))
         try:
             return core.create_session(
@@ -169,8 +243,22 @@ class AgentSession(Generic[C]):
             CommitConflictError: another writer moved the state (state unchanged).
             RetryableError subclasses: the retry budget ran out.
         """
+        _check_model_arg("req", req, self.request_type)
         key = idempotency_key or uuid.uuid4().hex
-        data = encode_request(key, req.model_dump(mode="json"))
+        want_schema = reply_type is None and self.reply_type is None
+        envelope = self._send(
+            encode_request(key, req.model_dump(mode="json"), want_schema=want_schema), key
+        )
+        model = reply_type or self._resolve_reply_model(envelope)
+        try:
+            return model.model_validate(envelope.reply)
+        except ValidationError as exc:
+            raise TaskFailedError(
+                f"the reply does not validate as {model.__name__}: {exc}"
+            ) from exc
+
+    def _send(self, data: bytes, key: str) -> ReplyEnvelope:
+        """One task with ``data``, retried under the session's policy; its reply envelope."""
         log = self._log.bind(key=key)
 
         def attempt() -> bytes | None:
@@ -182,19 +270,7 @@ class AgentSession(Generic[C]):
         def on_retry(exc: BaseException, attempt_number: int) -> None:
             log.warning("retrying invocation", attempt=attempt_number, error=str(exc))
 
-        envelope = ReplyEnvelope.decode(self.retry.call(attempt, on_retry=on_retry))
-        model = reply_type or self.reply_type or _import_type(envelope.type)
-        if model is None:
-            raise InvalidArgumentError(
-                f"cannot import the reply type {envelope.type}; pass reply_type= or agent= "
-                "to AgentSession",
-            )
-        try:
-            return model.model_validate(envelope.reply)
-        except ValidationError as exc:
-            raise TaskFailedError(
-                f"the reply does not validate as {model.__name__}: {exc}"
-            ) from exc
+        return ReplyEnvelope.decode(self.retry.call(attempt, on_retry=on_retry))
 
     def state(self) -> StateHandle[C]:
         """The session's state object, refreshed (version, summary, lookups)."""

@@ -25,15 +25,21 @@ import grpc
 import grpc.aio
 
 from flame_agents._wire import fastpath, frontend_pb2, frontend_pb2_grpc, types_pb2
+from flame_agents._wire.cache_aliases import RefAliases
 from flame_agents.runtime import _protos
 from flame_agents.runtime import _store as st
-from flame_agents.runtime._apps import SpecError, name_error, with_defaults
+from flame_agents.runtime._apps import (
+    SpecError,
+    name_error,
+    with_defaults,
+    working_directory_error,
+)
+from flame_agents.runtime._resources import resolved_spec
 from flame_agents.runtime._scheduler import Scheduler
 from flame_agents.runtime._store import SessionRow, Store
 
 __all__ = ["DEFAULT_MAX_ID_BYTES", "FrontendServicer", "session_id_error"]
 
-_GIB = 1024**3
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 DEFAULT_MAX_ID_BYTES = 512
@@ -114,13 +120,23 @@ def _app_name_error(name: str) -> str | None:
 
 
 async def _checked_spec(spec: types_pb2.ApplicationSpec, ctx: Ctx) -> types_pb2.ApplicationSpec:
-    """``spec`` validated and with Flame's defaults, or INVALID_ARGUMENT saying what is wrong."""
+    """``spec`` validated and with Flame's defaults, or INVALID_ARGUMENT saying what is wrong.
+
+    Beyond Flame's checks, a given working_directory must exist on this machine: Flame would
+    accept it and fail every launch later (and clients such as flamepy register directly, so
+    the CLI cannot be the only check).
+    """
     if problem := _spec_error(spec):
         await _abort(ctx, grpc.StatusCode.INVALID_ARGUMENT, problem)
     try:
-        return with_defaults(spec)
+        checked = with_defaults(spec)
     except SpecError as exc:
         await _abort(ctx, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    if checked.HasField("working_directory") and (
+        problem := working_directory_error(checked.working_directory)
+    ):
+        await _abort(ctx, grpc.StatusCode.INVALID_ARGUMENT, problem)
+    return checked
 
 
 def _result(message: str | None = None) -> types_pb2.Result:
@@ -129,13 +145,20 @@ def _result(message: str | None = None) -> types_pb2.Result:
     return types_pb2.Result(return_code=-1, message=message)
 
 
-def _resolve_spec(spec: types_pb2.SessionSpec) -> types_pb2.SessionSpec:
+def _given_spec(spec: types_pb2.SessionSpec) -> types_pb2.SessionSpec:
+    """The spec as stored: batch_size 1, resreq only when the client gave one.
+
+    Whether resreq was given matters: only a given one is accounted (see ``_resources``);
+    clients are shown Flame's default in its place (``_protos.session``).
+    """
     out = types_pb2.SessionSpec()
     out.CopyFrom(spec)
     out.batch_size = 1
-    if not out.HasField("resreq"):
-        out.resreq.CopyFrom(types_pb2.ResourceRequirement(cpu=1, memory=_GIB, gpu=0))
     return out
+
+
+def _resolve_spec(spec: types_pb2.SessionSpec) -> types_pb2.SessionSpec:
+    return resolved_spec(_given_spec(spec))
 
 
 def _mismatch(sid: str, have: types_pb2.SessionSpec, want: types_pb2.SessionSpec) -> str | None:
@@ -167,16 +190,26 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
     """All 18 Frontend RPCs over the store and the scheduler."""
 
     def __init__(
-        self, store: Store, scheduler: Scheduler, *, max_id_bytes: int = DEFAULT_MAX_ID_BYTES
+        self,
+        store: Store,
+        scheduler: Scheduler,
+        *,
+        max_id_bytes: int = DEFAULT_MAX_ID_BYTES,
+        refs: RefAliases | None = None,
     ) -> None:
         self._store = store
         self._sched = scheduler
         self._max_id_bytes = max_id_bytes
+        self._refs = refs
 
     # -- helpers ----------------------------------------------------------------------------
 
     def _session_msg(self, row: SessionRow) -> types_pb2.Session:
-        return _protos.session(row, self._store.counters(row.id), self._store.events(row.id))
+        msg = _protos.session(row, self._store.counters(row.id), self._store.events(row.id))
+        if self._refs is not None and msg.spec.HasField("common_data"):
+            # A context ref made before a restart on new ports names this cache's old address.
+            msg.spec.common_data = self._refs.retarget(msg.spec.common_data)
+        return msg
 
     async def _session(self, sid: str, ctx: Ctx) -> SessionRow:
         row = self._store.get_session(sid)
@@ -284,13 +317,13 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         self, request: frontend_pb2.ListNodesRequest, context: Ctx
     ) -> types_pb2.NodeList:
         """The single node: this machine."""
-        return types_pb2.NodeList(nodes=[_protos.node()])
+        return types_pb2.NodeList(nodes=[_protos.node(self._sched.resources)])
 
     async def GetNode(
         self, request: frontend_pb2.GetNodeRequest, context: Ctx
     ) -> frontend_pb2.GetNodeResponse:
         """This machine's node by name (its hostname), or NOT_FOUND."""
-        node = _protos.node()
+        node = _protos.node(self._sched.resources)
         if request.name and request.name != node.metadata.name:
             await _abort(
                 context, grpc.StatusCode.NOT_FOUND, f"node {_show(request.name)} not found"
@@ -317,6 +350,8 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
                 f"min_instances ({spec.min_instances}) exceeds max_instances "
                 f"({spec.max_instances})",
             )
+        if spec.HasField("resreq") and (problem := self._sched.resources.never_fits(spec.resreq)):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
             row = self._store.create_session(sid, spec)
         except sqlite3.IntegrityError:
@@ -332,7 +367,7 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         """Create an open session with the client's id (batch_size 1, default resreq)."""
         if not request.HasField("session"):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "session spec is required")
-        return await self._create(request.session_id, _resolve_spec(request.session), context)
+        return await self._create(request.session_id, _given_spec(request.session), context)
 
     async def OpenSession(
         self, request: frontend_pb2.OpenSessionRequest, context: Ctx
@@ -343,13 +378,17 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         if row is None:
             if not request.HasField("session"):
                 await _abort(context, grpc.StatusCode.NOT_FOUND, f"session {_show(sid)} not found")
-            return await self._create(sid, _resolve_spec(request.session), context)
+            return await self._create(sid, _given_spec(request.session), context)
         if row.state != st.SESSION_OPEN:
             await _abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, f"session {_show(sid)} is not open"
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"session {_show(sid)} is not open: it was closed, and a closed session cannot "
+                "be reopened; create a new session (the closed one's context stays readable: "
+                f"flame-agents view -s {_show(sid)})",
             )
         if request.HasField("session"):
-            problem = _mismatch(sid, row.spec, _resolve_spec(request.session))
+            problem = _mismatch(sid, resolved_spec(row.spec), _resolve_spec(request.session))
             if problem:
                 await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
         return self._session_msg(row)
