@@ -14,6 +14,7 @@ writes of existing objects always go to the endpoint in their :class:`ObjectRef`
 from flame_agents.cache._objects import (
     delete_objects,
     get_object,
+    get_object_versioned,
     patch_object,
     put_object,
     reset_clients,
@@ -28,6 +29,7 @@ __all__ = [
     "delete_objects",
     "fetch_raw",
     "get_object",
+    "get_object_versioned",
     "patch_object",
     "patch_raw",
     "put_object",

@@ -24,6 +24,7 @@ __all__ = [
     "default_endpoint",
     "delete_objects",
     "get_object",
+    "get_object_versioned",
     "local_cache",
     "patch_object",
     "put_object",
@@ -82,9 +83,24 @@ def put_object(key_prefix: str, obj: Any, *, endpoint: str | None = None) -> Obj
     return _upload(target, descriptor, obj, op="put_object", key=key_prefix)
 
 
-def update_object(ref: ObjectRef, obj: Any) -> ObjectRef:
-    """Replace the object's base with ``obj`` (its patches are dropped); returns the new ref."""
+def update_object(ref: ObjectRef, obj: Any, *, expected_version: int | None = None) -> ObjectRef:
+    """Replace the object's base with ``obj`` (its patches are dropped); returns the new ref.
+
+    With ``expected_version`` (from :func:`get_object_versioned`), only if nobody wrote the
+    object since: otherwise CommitConflictError and nothing is written. Not for Arrow tables.
+    """
     _check_ref(ref)
+    if expected_version is not None:
+        if native_payload(obj) is not None:
+            raise InvalidArgumentError(
+                "update_object: expected_version is not supported for Arrow tables; "
+                "store them without it"
+            )
+        from flame_agents.cache._raw import update_raw
+
+        new_ref = update_raw(ref, encode_data(obj), expected_version=expected_version)
+        local_cache.remove(ref.endpoint, ref.key)
+        return new_ref
     descriptor = flight.FlightDescriptor.for_path(ref.key)
     new_ref = _upload(ref.endpoint, descriptor, obj, op="update_object", key=ref.key)
     local_cache.remove(ref.endpoint, ref.key)
@@ -122,19 +138,32 @@ def get_object(ref: ObjectRef, deserializer: Deserializer | None = None) -> Any:
     Uses the local cache: only changes since the cached version are downloaded. A ref with
     version 0 bypasses the cache.
     """
+    return _read(ref, deserializer)[0]
+
+
+def get_object_versioned(ref: ObjectRef) -> tuple[Any, ObjectRef]:
+    """The object's base and a ref at the version read: pass that version as
+    ``update_object(..., expected_version=)`` to make a read-modify-write safe."""
+    value, version = _read(ref, None)
+    return value, ObjectRef(ref.endpoint, ref.key, version)
+
+
+def _read(ref: ObjectRef, deserializer: Deserializer | None) -> tuple[Any, int]:
     _check_ref(ref)
     cached = local_cache.get(ref.endpoint, ref.key) if ref.version != 0 else None
     if cached is None:
-        return _full(ref).materialize(deserializer)
+        full = _full(ref)
+        return full.materialize(deserializer), full.version
     since = cached.version
     reply = _transport.get(ref.endpoint, ref.key, since)
     if reply.mode == "not_modified":
-        return cached.materialize(deserializer)
+        return cached.materialize(deserializer), cached.version
     if reply.mode == "patches":
         patches = [(v, decode_data(d)) for v, d in reply.patches]
         updated = local_cache.apply_patches(ref.endpoint, ref.key, since, reply.version, patches)
         # Another reader moved the entry meanwhile: start over from a full copy.
-        return (updated or _full(ref)).materialize(deserializer)
+        entry = updated or _full(ref)
+        return entry.materialize(deserializer), entry.version
     if reply.mode == "native":
         fresh = Cached(reply.version, from_native(reply.table))
     else:
@@ -144,7 +173,7 @@ def get_object(ref: ObjectRef, deserializer: Deserializer | None = None) -> Any:
             [(v, decode_data(d)) for v, d in reply.patches],
         )
     local_cache.put(ref.endpoint, ref.key, fresh)
-    return fresh.materialize(deserializer)
+    return fresh.materialize(deserializer), fresh.version
 
 
 def delete_objects(key_prefix: str, *, endpoint: str | None = None) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import inspect
 import os
+import random
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flame_agents._logging import configure_on_first_use, get_logger
+from flame_agents._logging import get_logger
 from flame_agents.errors import InvalidArgumentError
 from flame_agents.service._entrypoint import Entrypoint, EventLoopThread, check_entrypoint
 from flame_agents.service._instance_server import instance_endpoint, serve
@@ -22,6 +24,9 @@ from flame_agents.service._instance_server import instance_endpoint, serve
 __all__ = ["FlameInstance"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_CONTEXT_ATTEMPTS = 50
+"""Runs of one task whose context update lost a race before it fails with CommitConflictError."""
 
 DEBUG_PORT_ENV = "FLAME_AGENTS_DEBUG_PORT"
 """Overrides the debug-mode HTTP port (default 5050, as flamepy's debug mode)."""
@@ -60,6 +65,8 @@ class FlameInstance:
         # pyarrow) is imported only when a context is used, so context-less services start
         # faster; Flame starts one process per session binding.
         self._ref: Any = None
+        # The ref at the version this task's context() read: update_context commits against it.
+        self._read_ref: Any = None
         # Debug mode has no session and no cache: the context lives in this process.
         self._local_context: Any = None
 
@@ -82,11 +89,15 @@ class FlameInstance:
         return func
 
     def context(self) -> Any:
-        """The session's current context, or ``None`` if the session has none yet."""
-        if self._ref is not None:
-            from flame_agents.cache import get_object
+        """The session's current context, or ``None`` if the session has none yet.
 
-            stored = get_object(self._ref)
+        The version read is remembered for this task: a later :meth:`update_context` in the
+        same task commits only if nobody changed the context since (see :meth:`update_context`).
+        """
+        if self._ref is not None:
+            from flame_agents.cache import get_object_versioned
+
+            stored, self._read_ref = get_object_versioned(self._ref)
             import cloudpickle
 
             # flamepy stores cloudpickle bytes; tolerate a plain object put by other tools.
@@ -97,6 +108,13 @@ class FlameInstance:
 
     def update_context(self, data: Any) -> None:
         """Replace the session's context with ``data`` (visible to later tasks and clients).
+
+        A task that read the context (:meth:`context`) and then updates it commits only if no
+        other task of the session changed it in between. If one did, the entrypoint runs again
+        from the start on the new context, like a database transaction that lost a race, so a
+        read-modify-write is never lost when several instances serve one session. Keep other
+        side effects of such an entrypoint idempotent, or do them after the update. An update
+        without a read in the same task simply replaces the context.
 
         When the session was created without ``ctx=``, the first update stores a new object
         under ``<app>/<session_id>`` that this instance keeps using for the rest of the session;
@@ -110,7 +128,17 @@ class FlameInstance:
         if self._ref is not None:
             from flame_agents.cache import update_object
 
-            self._ref = update_object(self._ref, payload)
+            read = self._read_ref
+            if read is None:
+                self._ref = update_object(self._ref, payload)
+                return
+            from flame_agents.errors import CommitConflictError
+
+            try:
+                self._ref = update_object(self._ref, payload, expected_version=read.version)
+            except CommitConflictError as exc:
+                raise _ContextMoved from exc
+            self._read_ref = self._ref  # a second update in this task builds on this one
         elif self._session_id is not None:
             from flame_agents.cache import put_object
 
@@ -125,16 +153,14 @@ class FlameInstance:
         shim on that Unix socket. Otherwise debug mode: serves ``POST /<entrypoint>`` on
         127.0.0.1 (port ``debug_port``, ``$FLAME_AGENTS_DEBUG_PORT`` or 5050) and prints how
         to call it. Must be called from the main thread (it handles the signals). Logs go to
-        stderr at ``$FLAME_LOG_LEVEL`` (default info) unless structlog is already configured.
+        stderr at ``$FLAME_LOG_LEVEL`` (default info), or to your handlers once you configure
+        Python logging (see the ``flame_agents`` logger).
         """
         if self._entry is None:
             raise TypeError(
                 "FlameInstance.run(): no entrypoint registered; decorate a function with "
                 "@ins.entrypoint before calling run()"
             )
-        # run() is the service process's entry point; the launcher captures stderr. Importing
-        # structlog waits for the first log line: a quiet service starts without it.
-        configure_on_first_use(level=os.environ.get("FLAME_LOG_LEVEL") or "info")
         try:
             if instance_endpoint() is not None:
                 serve(self)
@@ -172,7 +198,7 @@ class FlameInstance:
         import cloudpickle  # on first use: imported once, then a dict lookup
 
         value = cloudpickle.loads(input) if input is not None else None
-        result = self._call(value)
+        result = self._call_until_committed(value)
         return None if result is None else bytes(cloudpickle.dumps(result))
 
     def on_session_leave(self) -> None:
@@ -180,6 +206,31 @@ class FlameInstance:
         self._session_id = self._app = self._ref = None
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _call_until_committed(self, value: Any) -> Any:
+        """Run the entrypoint; again on the fresh context while its update lost a race."""
+        for attempt in range(1, MAX_CONTEXT_ATTEMPTS + 1):
+            self._read_ref = None
+            try:
+                return self._call(value)
+            except _ContextMoved as moved:
+                if attempt == MAX_CONTEXT_ATTEMPTS:
+                    from flame_agents.errors import CommitConflictError
+
+                    raise CommitConflictError(
+                        f"session {self._session_id}: the context changed under this task "
+                        f"{attempt} times in a row; too many tasks of this session update "
+                        "its context at once (serve it with max_instances=1, or retry)",
+                        session_id=self._session_id,
+                    ) from moved
+                _log.debug(
+                    "context changed since read; running the entrypoint again", attempt=attempt
+                )
+                # Jittered backoff, so racing instances do not collide again in lockstep.
+                time.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
+            finally:
+                self._read_ref = None
+        raise AssertionError("unreachable")
 
     def _call(self, value: Any) -> Any:
         entry = self._entry
@@ -190,6 +241,14 @@ class FlameInstance:
         if entry.is_async or _is_awaitable(result):
             result = self._loop.run(result)
         return result
+
+
+class _ContextMoved(BaseException):
+    """update_context lost a race: another task changed the context after this one read it.
+
+    A BaseException, like asyncio's CancelledError, so that an entrypoint's ``except
+    Exception`` cannot swallow it and return as if its update had landed.
+    """
 
 
 def _is_awaitable(value: Any) -> bool:
