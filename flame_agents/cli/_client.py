@@ -32,18 +32,28 @@ def connection(endpoint: str | None) -> Iterator[Connection]:
         conn.close()
 
 
-def list_executors(conn: Connection) -> list[dict[str, Any]]:
-    """The Frontend's executors as plain rows (id, node, state, session_id)."""
+def list_executors(conn: Connection, *, with_process: bool = False) -> list[dict[str, Any]]:
+    """The Frontend's executors as plain rows (id, node, state, session_id).
+
+    ``with_process``: also ``pid`` and ``start_time`` (epoch ms) of each executor's process,
+    None when the Frontend does not say (a Flame cluster; see ``_wire.executor_process``).
+    """
     from flame_agents._wire import frontend_pb2, types_pb2
+    from flame_agents._wire.executor_process import executor_process
 
     reply = conn.call("list_executors", conn.stub.ListExecutor, frontend_pb2.ListExecutorRequest())
-    return [
-        {
+    rows = []
+    for ex in reply.executors:
+        row: dict[str, Any] = {
             "id": ex.metadata.id,
             "node": ex.spec.node,
             # "ExecutorBound" -> "BOUND", spelled like the other states the CLI prints.
             "state": types_pb2.ExecutorState.Name(ex.status.state).removeprefix("Executor").upper(),
             "session_id": ex.status.session_id if ex.status.HasField("session_id") else None,
         }
-        for ex in reply.executors
-    ]
+        if with_process:
+            process = executor_process(ex)
+            row["pid"] = process.pid if process else None
+            row["start_time"] = process.start_time if process else None
+        rows.append(row)
+    return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from flame_agents.cli import _client, app_yaml
 from flame_agents.cli._client import connection
 from flame_agents.cli.agent_support import agent_state, print_agent_state, spec_with_agent_schema
 from flame_agents.cli.output import Column, format_time, print_json, print_kv, print_table
-from flame_agents.errors import NotFoundError
+from flame_agents.errors import FlameAgentsError, NotFoundError
 from flame_agents.types import (
     Application,
     ApplicationSpec,
@@ -59,6 +60,30 @@ _EXECUTOR_COLUMNS: Sequence[Column] = (
     ("STATE", lambda e: e["state"]),
     ("SESSION", lambda e: e["session_id"] or ""),
 )
+_INSTANCE_COLUMNS: Sequence[Column] = (
+    ("INSTANCE", lambda e: e["id"]),
+    ("PID", lambda e: e["pid"] if e["pid"] is not None else "-"),
+    ("STATE", lambda e: e["state"]),
+    ("UPTIME", lambda e: _uptime(e["start_time"])),
+    ("NODE", lambda e: e["node"]),
+)
+
+
+def _uptime(start_ms: int | None, *, now: float | None = None) -> str:
+    """``3s``, ``4m05s``, ``2h03m`` or ``1d02h`` since ``start_ms`` (epoch ms); ``-`` if unknown."""
+    if start_ms is None:
+        return "-"
+    seconds = max(0, int((now if now is not None else time.time()) - start_ms / 1000))
+    minutes, secs = divmod(seconds, 60)
+    hours, mins = divmod(minutes, 60)
+    days, hrs = divmod(hours, 24)
+    if days:
+        return f"{days}d{hrs:02d}h"
+    if hours:
+        return f"{hours}h{mins:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
 
 
 def _spec_pairs(spec: ApplicationSpec) -> list[tuple[str, Any]]:
@@ -86,30 +111,43 @@ def _spec_pairs(spec: ApplicationSpec) -> list[tuple[str, Any]]:
     return pairs
 
 
-def _load_specs(path: str) -> list[tuple[str, ApplicationSpec]]:
-    """Every application of a YAML file as (name, spec), all checked before any is sent, so a
+def _load_specs(path: str) -> list[tuple[app_yaml.AppDocument, ApplicationSpec]]:
+    """Every application of a YAML file with its spec, all checked before any is sent, so a
     typo in document 3 does not leave documents 1 and 2 registered."""
-    return [
-        (doc.name, ApplicationSpec.from_dict(spec_with_agent_schema(doc)))
-        for doc in app_yaml.load_app_file(path)
-    ]
+    docs = app_yaml.load_app_file(path)
+    for doc in docs:
+        app_yaml.require_runnable(doc)
+    return [(doc, ApplicationSpec.from_dict(spec_with_agent_schema(doc))) for doc in docs]
+
+
+def _in_document(doc: app_yaml.AppDocument, exc: FlameAgentsError, op: str) -> FlameAgentsError:
+    """The runtime's refusal of ``doc`` (``spec.working_directory ... does not exist``),
+    worded like the loader's own errors: the file and document, then the field."""
+    text = exc.message.removeprefix(f"{op}: ")
+    return type(exc)(f"{doc.source}, document {doc.index}: {text}", **exc.fields)
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
     specs = _load_specs(args.file)
     with connection(args.endpoint) as conn:
-        for name, spec in specs:
-            conn.register_application(name, spec)
-            print(f"registered {name}")
+        for doc, spec in specs:
+            try:
+                conn.register_application(doc.name, spec)
+            except FlameAgentsError as exc:
+                raise _in_document(doc, exc, "register_application") from exc
+            print(f"registered {doc.name}")
     return 0
 
 
 def _cmd_update(args: argparse.Namespace) -> int:
     specs = _load_specs(args.application)
     with connection(args.endpoint) as conn:
-        for name, spec in specs:
-            conn.update_application(name, spec)
-            print(f"updated {name}")
+        for doc, spec in specs:
+            try:
+                conn.update_application(doc.name, spec)
+            except FlameAgentsError as exc:
+                raise _in_document(doc, exc, "update_application") from exc
+            print(f"updated {doc.name}")
     return 0
 
 
@@ -181,9 +219,17 @@ def _view_task(conn: Connection, session_id: str, task_id: str, output: str) -> 
 def _view_session(conn: Connection, session_id: str, output: str) -> None:
     info: SessionInfo = conn.get_session(session_id)
     tasks = sorted(conn.list_tasks(session_id), key=lambda t: int(t.id))
+    instances = sorted(
+        (
+            row
+            for row in _client.list_executors(conn, with_process=True)
+            if row["session_id"] == session_id
+        ),
+        key=lambda row: (row["start_time"] is None, row["start_time"] or 0, row["id"]),
+    )
     state = agent_state(info.common_data)
     if output == "json":
-        print_json({"session": info, "tasks": tasks, "agent_state": state})
+        print_json({"session": info, "tasks": tasks, "instances": instances, "agent_state": state})
         return
     print_kv(
         [
@@ -202,6 +248,8 @@ def _view_session(conn: Connection, session_id: str, output: str) -> None:
     )
     print()
     print_table(_TASK_COLUMNS, tasks)
+    print()
+    print_table(_INSTANCE_COLUMNS, instances)
     if state is not None:
         print()
         print_agent_state(state)

@@ -8,6 +8,8 @@ One file may hold several documents separated by ``---``. Each document is::
 Every error names the file, the document (1-based) and the field, so a user can fix it without
 reading this code. A relative ``working_directory`` is resolved against the YAML file's folder, so
 an example registers correctly from any current directory (Flame itself requires an absolute one).
+:func:`require_runnable` adds what registration needs beyond the format: a Host application must
+name the ``command`` its instances run.
 ``schemas/application.schema.json`` describes the same format; a test keeps the two in step.
 """
 
@@ -33,6 +35,7 @@ __all__ = [
     "FieldKind",
     "load_app_file",
     "load_app_text",
+    "require_runnable",
 ]
 
 FieldKind = Literal["string", "string_list", "string_map", "uint32", "seconds", "shim", "schema"]
@@ -216,6 +219,21 @@ class _Checker:
             else:
                 spec[key] = self.schema(value, path)
         return AppDocument(name=name, spec=spec, source=self.source, index=self.index)
+
+
+def require_runnable(doc: AppDocument) -> None:
+    """Raise :class:`~flame_agents.errors.ConfigError` unless ``doc`` can be launched.
+
+    A Host application without ``spec.command`` registers on Flame but every instance of it
+    fails to start; ``register`` and ``update`` refuse it up front instead. (Whether a
+    ``working_directory`` exists is checked by the runtime, on the machine that runs it.)
+    """
+    if doc.spec.get("shim", "Host") == "Host" and not doc.spec.get("command"):
+        raise _Checker(doc.source, doc.index, None).fail(
+            "spec.command",
+            "is required: the program each instance runs, e.g. `command: python` with "
+            "`arguments: [service.py]`",
+        )
 
 
 def load_app_text(

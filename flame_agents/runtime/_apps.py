@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 import sys
 
 from flame_agents._wire import types_pb2
@@ -17,6 +20,7 @@ __all__ = [
     "name_error",
     "task_timeout",
     "with_defaults",
+    "working_directory_error",
 ]
 
 DEFAULT_MAX_INSTANCES = 1_000_000
@@ -88,6 +92,30 @@ def with_defaults(spec: types_pb2.ApplicationSpec) -> types_pb2.ApplicationSpec:
     if not out.HasField("delay_release"):
         out.delay_release = DEFAULT_DELAY_RELEASE
     return out
+
+
+def working_directory_error(path: str) -> str | None:
+    """Why the absolute ``working_directory`` ``path`` cannot be used here, or None if it can.
+
+    Checked at registration and again at each launch: the runtime never creates an
+    application's folder (it could be anywhere on the machine, and a typo would silently get
+    an empty folder instead of an error).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return (
+                f"spec.working_directory {path!r} does not exist on this machine; "
+                "create it or fix the path"
+            )
+        return (
+            f"spec.working_directory {path!r} cannot be used by the runtime: "
+            f"{exc.strerror or exc}; fix its permissions or the path"
+        )
+    if not stat.S_ISDIR(mode):
+        return f"spec.working_directory {path!r} is not a directory; fix the path"
+    return None
 
 
 def builtin_applications() -> dict[str, types_pb2.ApplicationSpec]:

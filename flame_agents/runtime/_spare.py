@@ -31,6 +31,7 @@ from typing import Any
 __all__ = ["BOOT", "PRELOAD", "SPARE_NAME", "WARMING_NAME", "main"]
 
 PRELOAD = (  # most needed first: a launch that arrives while a spare imports cuts this short
+    "setproctitle",  # tiny; the spare titles itself with it when it takes a launch
     "grpc",
     "flame_agents._wire.flame_v1.shim_pb2_grpc",
     "flame_agents.service",
@@ -143,6 +144,12 @@ def _redirect(fd: int, path: str | None, flags: int) -> None:
 
 def _become(req: dict[str, Any], path: list[str]) -> None:
     """Apply the launch's process state, exactly as a fresh interpreter would have it."""
+    titles = sys.modules.get("setproctitle")
+    if titles is not None:
+        # setproctitle finds the memory it may rewrite by the environment the process started
+        # with: it must look before that environment is replaced (else no title can be set).
+        with contextlib.suppress(Exception):
+            titles.getproctitle()
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
@@ -162,6 +169,17 @@ def _become(req: dict[str, Any], path: list[str]) -> None:
     _redirect(1, req["out"], os.O_WRONLY)
     _redirect(2, req["err"], os.O_WRONLY)
     _set_name(os.path.basename(req["exe"]).encode())
+
+
+def _set_title() -> None:
+    """Show the application and session this process now serves in ``ps``, instead of the
+    spare's own command line (``python -c <boot program> ...``)."""
+    # After _become: setproctitle (if the preload did not get to it) and our module then load
+    # from the launch's sys.path, as a fresh interpreter would load them.
+    with contextlib.suppress(Exception):
+        from flame_agents._wire.proctitle import set_instance_title
+
+        set_instance_title()
 
 
 def _run_main(req: dict[str, Any]) -> None:
@@ -187,6 +205,20 @@ def _run_main(req: dict[str, Any]) -> None:
     with open(filename, "rb") as source:
         code = compile(source.read(), filename, "exec", dont_inherit=True)
     exec(code, main_module.__dict__)
+
+
+def _report_uncaught(exc: BaseException) -> None:
+    """Print an exception the service did not catch as a fresh interpreter prints it: without
+    the spare's own frames, which would only add noise to the log (and to the start-up error
+    the runtime quotes from it)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == _OWN_FILE:
+        tb = tb.tb_next
+    # The default hook prints the exception's own traceback, whatever it is passed.
+    sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+
+
+_OWN_FILE = _report_uncaught.__code__.co_filename
 
 
 BOOT = "import sys; b = set(sys.modules); from flame_agents.runtime._spare import main; main(b)"
@@ -226,4 +258,9 @@ def main(bare: set[str]) -> None:
         os.write(ctl, b"D" + problem.encode(errors="replace"))
         os._exit(0)
     os.write(ctl, b"A")
-    _run_main(req)
+    _set_title()
+    try:
+        _run_main(req)
+    except Exception as exc:
+        _report_uncaught(exc)
+        sys.exit(1)  # as the interpreter exits after an uncaught exception

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from flame_agents._wire import shim_pb2_grpc, types_pb2
+from flame_agents._wire.proctitle import set_instance_title
 from flame_agents._wire.ready import notify_ready
 
 __all__ = ["PingServicer", "main"]
@@ -56,6 +57,7 @@ def main() -> int:
     server.add_insecure_port(f"unix:{path}")
     server.start()
     notify_ready()
+    set_instance_title()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
