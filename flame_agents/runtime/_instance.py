@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,10 @@ import grpc.aio
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import shim_pb2, shim_pb2_grpc, types_pb2
+from flame_agents._wire.proctitle import APP_ENV, SESSION_ENV
 from flame_agents._wire.ready import READY_BYTE, READY_FD_ENV
 from flame_agents.runtime import _prestart
+from flame_agents.runtime._apps import working_directory_error
 from flame_agents.runtime._spawn import PipeReader, launch_argv, resolve_command
 
 __all__ = [
@@ -143,6 +146,9 @@ class InstanceProcess:
         """Offset in the pipe's data after which the readiness byte counts."""
         self.prestarted = False
         """True when a prestarted interpreter runs this instance."""
+        self.started_at: int | None = None
+        """When the process started serving this instance (epoch ms; a spare: when it took the
+        launch), None before."""
         self._log = _log.bind(executor_id=spec.executor_id, session_id=spec.session_id)
 
     @property
@@ -166,6 +172,9 @@ class InstanceProcess:
         env["FLAME_LOG"] = base.get("FLAME_LOG", "info")
         env["FLAME_INSTANCE_ENDPOINT"] = str(self.socket_path)
         env["FLAME_ENDPOINT"] = spec.frontend_endpoint
+        # Our services put them in their process title (ps shows what each instance serves).
+        env[APP_ENV] = spec.app_name
+        env[SESSION_ENV] = spec.session_id
         if spec.cache_endpoint:
             env["FLAME_CACHE_ENDPOINT"] = spec.cache_endpoint
         if "HOME" not in app_env:
@@ -185,7 +194,13 @@ class InstanceProcess:
         spec = self.spec
         cwd = Path(spec.app.working_directory) if spec.app.working_directory else self._scratch
         try:
-            cwd.mkdir(parents=True, exist_ok=True)
+            if spec.app.working_directory:
+                # Checked at registration too; never created on the user's behalf (it may be
+                # anywhere on the machine), so a folder removed since is a bind failure.
+                if problem := working_directory_error(spec.app.working_directory):
+                    raise BindError(BIND_PROCESS_FAILED, problem)
+            else:
+                cwd.mkdir(parents=True, exist_ok=True)
             env = self._environment(cwd)
             command = expand_vars(spec.app.command, env) if spec.app.command else ""
             if not command:
@@ -205,6 +220,7 @@ class InstanceProcess:
         except OSError as exc:
             raise BindError(BIND_PROCESS_FAILED, f"failed to start {command!r}: {exc}") from exc
         assert self._proc is not None
+        self.started_at = int(time.time() * 1000)
         self._exit_waiter = asyncio.ensure_future(self._proc.wait())
         self._log.info(
             "instance started", pid=self._proc.pid, app=spec.app_name, prestarted=self.prestarted
@@ -308,13 +324,13 @@ class InstanceProcess:
                 raise BindError(
                     BIND_PROCESS_FAILED,
                     f"service process exited before binding its socket "
-                    f"({describe_exit(self._returncode())}); see {self._err_log()}",
+                    f"({describe_exit(self._returncode())}){self._stderr_tail()}",
                 )
             if loop.time() >= deadline:
                 raise BindError(
                     BIND_PROCESS_FAILED,
                     f"service did not bind {self.socket_path} within "
-                    f"{self.spec.bind_timeout:g}s; see {self._err_log()}",
+                    f"{self.spec.bind_timeout:g}s{self._stderr_tail()}",
                 )
             wake: set[asyncio.Future[Any]] = {self._exit_waiter}
             if self._ready is not None and not self._ready.eof:
@@ -331,7 +347,8 @@ class InstanceProcess:
             await asyncio.wait_for(self._channel.channel_ready(), max(deadline - loop.time(), 0.5))
         except asyncio.TimeoutError as exc:
             raise BindError(
-                BIND_PROCESS_FAILED, f"service socket {self.socket_path} accepts no connection"
+                BIND_PROCESS_FAILED,
+                f"service socket {self.socket_path} accepts no connection{self._stderr_tail()}",
             ) from exc
 
     def _signalled_ready(self) -> bool:
@@ -343,6 +360,10 @@ class InstanceProcess:
 
     def _err_log(self) -> Path:
         return self.spec.log_dir / f"{self.spec.executor_id}.err"
+
+    def _stderr_tail(self) -> str:
+        """``; last lines of its stderr (<log>): ...`` for a start-up failure's text."""
+        return stderr_tail_text(self._err_log())
 
     # -- Instance RPCs ----------------------------------------------------------------------
 
@@ -476,6 +497,46 @@ class InstanceProcess:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, sig)
+
+
+STDERR_TAIL_LINES = 10
+"""Lines of a failed service's stderr quoted in its bind failure."""
+_TAIL_BYTES = 16 * 1024
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_TAIL_LINE_CHARS = 300
+_TAIL_CHARS = 2000
+"""The quote travels in events and gRPC error trailers, which are small: keep it bounded."""
+
+
+def stderr_tail_text(path: Path, *, lines: int = STDERR_TAIL_LINES) -> str:
+    """The last ``lines`` non-blank lines of the log ``path``, as a suffix for an error text.
+
+    The reason a service did not start (an exception at import, ``cannot execute ...``) is in
+    its stderr; quoting it saves the user a trip to the log file, which is still named.
+    """
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(0, size - _TAIL_BYTES))
+            data = log.read()
+    except OSError:
+        return f"; see {path}"
+    text = data.decode("utf-8", errors="replace")
+    if size > _TAIL_BYTES:
+        text = text.partition("\n")[2]  # the first line read is likely cut
+    # Colour codes and other control characters would garble the error text.
+    text = "".join(c if c.isprintable() or c == "\n" else " " for c in _ANSI.sub("", text))
+    tail = [ln.rstrip() for ln in text.splitlines() if ln.strip()][-lines:]
+    if not tail:
+        return f"; its stderr ({path}) is empty"
+    shown = [
+        ln if len(ln) <= _TAIL_LINE_CHARS else ln[: _TAIL_LINE_CHARS - 3] + "..." for ln in tail
+    ]
+    while len(shown) > 1 and sum(len(ln) + 3 for ln in shown) > _TAIL_CHARS:
+        shown.pop(0)
+    body = "".join(f"\n  | {ln}" for ln in shown)
+    return f"; last lines of its stderr ({path}):{body}"
 
 
 def _rpc_text(exc: grpc.RpcError) -> str:

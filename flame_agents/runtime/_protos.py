@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from flame_agents._wire import types_pb2
+from flame_agents._wire.executor_process import ExecutorProcess, add_executor_process
 from flame_agents.runtime._scheduler import ExecutorView
 from flame_agents.runtime._store import AppRow, EventRow, SessionRow, TaskRow
 
@@ -80,12 +81,15 @@ def task(row: TaskRow, events: list[EventRow], *, with_input: bool = True) -> ty
 
 
 def executor(view: ExecutorView) -> types_pb2.Executor:
-    """The Executor message of a live instance."""
-    return types_pb2.Executor(
+    """The Executor message of a live instance (with its process: ``_wire.executor_process``)."""
+    msg = types_pb2.Executor(
         metadata=types_pb2.Metadata(id=view.id, name=view.id),
         spec=types_pb2.ExecutorSpec(node=node_name(), resreq=view.resreq, shim=_enum(0)),
         status=types_pb2.ExecutorStatus(state=_enum(view.state), session_id=view.session_id),
     )
+    if view.pid is not None and view.start_time is not None:
+        add_executor_process(msg, ExecutorProcess(pid=view.pid, start_time=view.start_time))
+    return msg
 
 
 def _memory_bytes() -> int:

@@ -106,6 +106,10 @@ class ExecutorView:
     state: int
     session_id: str
     resreq: types_pb2.ResourceRequirement
+    pid: int | None = None
+    """Process id of the service, once started."""
+    start_time: int | None = None
+    """When the process started serving this instance (epoch ms), once started."""
 
 
 @dataclass(eq=False)
@@ -274,7 +278,10 @@ class Scheduler:
         for sess in self._sessions.values():
             resreq = sess.row.spec.resreq
             for inst in sess.instances:
-                out.append(ExecutorView(inst.id, inst.state, sess.id, resreq))
+                proc = inst.process
+                pid = proc.pid if proc is not None and not proc.exited else None
+                started = proc.started_at if proc is not None and pid is not None else None
+                out.append(ExecutorView(inst.id, inst.state, sess.id, resreq, pid, started))
         return out
 
     # -- sizing -----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import grpc
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import shim_pb2_grpc, types_pb2
+from flame_agents._wire.proctitle import set_instance_title
 from flame_agents._wire.ready import notify_ready
 from flame_agents.errors import ConfigError
 
@@ -101,6 +102,8 @@ class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
     def OnSessionEnter(self, request: Any, context: grpc.ServicerContext) -> Any:
         common_data = request.common_data if request.HasField("common_data") else None
         log = _log.bind(session_id=request.session_id, app=request.application.name)
+        # ps names the session (also under Flame's launcher, which passes no names to a title).
+        set_instance_title(request.application.name, request.session_id)
         with self._lock:
             try:
                 self._handler.on_session_enter(
@@ -234,6 +237,7 @@ class InstanceServer:
         server.start()
         self._server = server
         notify_ready()
+        set_instance_title()  # from the launcher's FLAME_AGENTS_APP/_SESSION, when given
         _log.debug("instance server listening", socket=str(self._path))
 
     def stop(self, grace: float | None = 5.0) -> None:

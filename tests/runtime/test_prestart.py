@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PER_LAUNCH_ENV = {
     "FLAME_INSTANCE_ENDPOINT",  # a socket named after the executor
+    "FLAME_AGENTS_SESSION",  # each probe opens its own session
     "FLAME_ENDPOINT",  # each runtime's own ports
     "FLAME_CACHE_ENDPOINT",
 }
