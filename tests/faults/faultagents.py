@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +22,9 @@ class Add(BaseModel):
 
     n: int
     sleep: float = 0.0
+    hold: str = ""
+    """A folder: the first run of this invocation writes ``held`` there and blocks (a fault
+    lands while it is in flight); later runs (after the fault) go on."""
 
 
 class Total(BaseModel):
@@ -36,6 +40,12 @@ class TallyAgent(Agent[Tally]):
     def handle(self, req: Add, ctx: Tally) -> Total:
         if req.sleep > 0:
             time.sleep(req.sleep)
+        if req.hold:
+            marker = Path(req.hold) / "held"
+            if not marker.exists():
+                marker.with_suffix(".tmp").write_text("held")
+                marker.with_suffix(".tmp").rename(marker)
+                time.sleep(300)
         ctx.count += req.n
         ctx.added.append(req.n)
         return Total(count=ctx.count, entries=len(ctx.added))

@@ -44,45 +44,64 @@ def env_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loc
             _reset_clients()
 
 
-def test_runtime_kill_9_during_a_burst_loses_nothing(env_runtime: LocalRuntime, rep: int) -> None:
-    """kill -9 mid-burst: acknowledged tasks survive and re-run; agent effects apply once."""
+def test_runtime_kill_9_during_a_burst_loses_nothing(
+    env_runtime: LocalRuntime, rep: int, tmp_path: Path
+) -> None:
+    """kill -9 of a busy runtime: the kill lands while a chosen agent invocation and a chosen
+    echo task run; the same client objects carry on after the restart; acknowledged tasks
+    survive and re-run; every agent invocation, the one in flight included, applies once."""
     rt = env_runtime
     rng = rng_for("runtime-kill", rep)
+    # The invocation in flight at the kill: early, or (every other repetition) at the commit
+    # that compacts the journal (64 patches).
+    held_invocation = rng.randint(2, 20) if rep % 2 == 0 else 64
+    held_task = rng.randint(5, ECHO_TASKS - 5)
+    agent_hold, echo_hold = tmp_path / "agent-hold", tmp_path / "echo-hold"
+    agent_hold.mkdir()
+    echo_hold.mkdir()
     register_tally("r-tally")
     register_behave("r-echo")
     echo = core.create_session("r-echo", max_instances=2)
     acked: dict[str, int] = {}
     errors: list[BaseException] = []
+    replies: dict[int, int] = {}
     stop = threading.Event()
+
+    def echo_input(i: int) -> bytes:
+        return f"block:{echo_hold}".encode() if i == held_task else f"echo:{i}".encode()
 
     def echo_client() -> None:
         for i in range(ECHO_TASKS):
             while not stop.is_set():
                 try:
-                    acked[echo.create_task(f"echo:{i}".encode()).id] = i
+                    acked[echo.create_task(echo_input(i)).id] = i
                     break
                 except FlameAgentsError as exc:  # runtime down: not acknowledged, try again
                     if not exc.retryable:
                         errors.append(exc)
                         return
                     time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 0.02))
 
     with AgentSession("r-tally", ctx=Tally(), agent=TallyAgent, retry=RETRY) as agent:
 
         def agent_client() -> None:
             try:
                 for n in range(1, AGENT_INVOCATIONS + 1):
-                    agent.invoke(Add(n=n))
+                    hold = str(agent_hold) if n == held_invocation else ""
+                    replies[n] = agent.invoke(Add(n=n, hold=hold)).entries
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
         threads = [threading.Thread(target=f, daemon=True) for f in (echo_client, agent_client)]
         for thread in threads:
             thread.start()
-        time.sleep(rng.uniform(0.3, 3.0))
+        wait_until(lambda: (agent_hold / "held").exists(), what="the held invocation runs")
+        wait_until(lambda: (echo_hold / "pid").exists(), what="the held echo task runs")
+        states = [t.state for t in echo.list_tasks()]
+        assert TaskState.RUNNING in states, "no echo task was in flight at the kill"
+        assert held_invocation not in replies, "the held invocation finished before the kill"
         before = {t.id: t.output for t in echo.list_tasks() if t.state == TaskState.SUCCEED}
-        rt.restart(kill=True)
+        rt.restart(kill=True)  # same client objects from here on: nothing is reset
         for thread in threads:
             thread.join(150)
         stop.set()
@@ -91,6 +110,8 @@ def test_runtime_kill_9_during_a_burst_loses_nothing(env_runtime: LocalRuntime, 
         ctx = agent.context()
         assert sorted(ctx.added) == list(range(1, AGENT_INVOCATIONS + 1)), list(ctx.added)
         assert ctx.count == AGENT_INVOCATIONS * (AGENT_INVOCATIONS + 1) // 2
+        # The invocation in flight at the kill completed once, in its turn.
+        assert replies[held_invocation] == held_invocation
 
     def all_done() -> bool:
         return all(echo.get_task(tid).state == TaskState.SUCCEED for tid in acked)
@@ -98,7 +119,8 @@ def test_runtime_kill_9_during_a_burst_loses_nothing(env_runtime: LocalRuntime, 
     wait_until(all_done, what="every acknowledged task succeeded after the restart")
     assert len(acked) == ECHO_TASKS
     for tid, i in acked.items():
-        assert echo.get_task(tid).output == f"{i}|cd=<none>".encode()
+        expected = b"done" if i == held_task else f"{i}|cd=<none>".encode()
+        assert echo.get_task(tid).output == expected
     for tid, output in before.items():
         assert echo.get_task(tid).output == output
     echo.close()
