@@ -63,17 +63,20 @@ def test_cleanup_when_body_raises(tmp_path: Path) -> None:
 
 
 def test_restart_keeps_ports_and_given_home(tmp_path: Path) -> None:
-    """restart() comes back on the same ports; a given home is kept after exit."""
+    """restart() comes back on the same ports, where the new runtime serves what the old one
+    stored; a given home is kept after exit."""
     home = tmp_path / "home"
     with LocalRuntime(home, set_env=False) as rt:
         endpoint, cache = rt.endpoint, rt.cache_endpoint
         old = rt.pid
+        with Frontend(rt.endpoint) as fe:
+            assert fe.register("lr-kept").return_code == 0
+            fe.create_session("lr-kept-s", "lr-kept", max_instances=1)
         rt.restart(kill=True)
         assert (rt.endpoint, rt.cache_endpoint) == (endpoint, cache)
         assert rt.pid != old
-        with Frontend(rt.endpoint) as fe:
-            assert fe.get_session  # the Frontend answers on the same port
-            assert fe.stub.ListApplication is not None
+        with Frontend(endpoint) as fe:  # the old address, answered by the new process
+            assert fe.get_session("lr-kept-s").spec.application == "lr-kept"
     assert (home / "flame.db").exists()
     assert read_runtime_info(home) is None
 
