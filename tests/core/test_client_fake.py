@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import time
 
 import pytest
 from fake_frontend import FakeEnv
 
-from flame_agents.core import Connection
+from flame_agents.core import Connection, _tasks
 from flame_agents.errors import (
     AlreadyExistsError,
     InvalidArgumentError,
@@ -90,14 +91,28 @@ def test_invoke_survives_a_server_that_never_streams(env: FakeEnv) -> None:
         ssn.invoke(b"fail:nope", timeout=30)
 
 
-def test_timeout_holds_when_streams_end_early(env: FakeEnv) -> None:
-    """A task that never finishes behind empty streams still times out (backing off)."""
+def test_timeout_holds_when_streams_end_early(
+    env: FakeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that never finishes behind empty streams still times out, and the client waits
+    between re-watches with a back-off that doubles from 50 ms up to 1 s (never a busy loop)."""
+    pauses: list[float] = []
+    real_sleep = time.sleep
+
+    def recorded_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(_tasks, "_pause", recorded_sleep)
     env.fake.watch_eof_always = True
     ssn = env.conn.create_session("echo")
     with pytest.raises(InvocationTimeoutError):
         ssn.invoke(b"hang", timeout=1.0)
-    # Back-off (doubling from 50 ms) keeps re-watches to a handful per second, not a busy loop.
-    assert env.fake.watch_calls < 15
+    assert len(pauses) >= 2
+    expected = [min(0.05 * 2**i, 1.0) for i in range(len(pauses))]
+    # Every pause but the last follows the doubling; the last is cut short by the deadline.
+    assert pauses[:-1] == pytest.approx(expected[:-1])
+    assert 0 <= pauses[-1] <= expected[-1]
 
 
 def test_invoke_times_out(env: FakeEnv) -> None:

@@ -50,11 +50,11 @@ def test_default_limit_lets_starts_overlap(tmp_path: Path) -> None:
     """Without the option (one per CPU, at least 2), two instances start side by side."""
     log = tmp_path / "starts.log"
     with LocalRuntime(set_env=False) as rt, Frontend(rt.endpoint) as fe:
-        # A long start-up, so that the second interpreter begins before the first is up even
-        # when a busy machine slows interpreter start-up down.
+        # Each instance gets ready only once both have started: with starts one at a time the
+        # first would wait out its quorum and the order check below fails, whatever the speed.
         env = [
             types_pb2.Environment(name="START_LOG", value=str(log)),
-            types_pb2.Environment(name="START_SECONDS", value="4"),
+            types_pb2.Environment(name="START_QUORUM", value="2"),
         ]
         fe.register("slow", service="slow_start", environments=env)
         for sid in ("a", "b"):
