@@ -54,7 +54,9 @@ def test_update_and_patch_versions_and_deserializer(flamepy: Flamepy) -> None:
     assert upd["version"] == 5
     assert upd["value"] == ["fresh"], "update drops every patch"
     assert (upd["raw"]["kinds"], upd["raw"]["versions"]) == (["base"], [5])
-    assert res["patch_missing"]["ok"] is False, "patching a missing object fails"
+    missing = res["patch_missing"]["error"]  # patching a missing object fails, naming it
+    assert missing["type"] == "ArrowKeyError", missing
+    assert missing["message"].startswith("object not found: conf-cache/s-patch/no-such-object")
 
 
 def test_foreign_patch_is_served_patches_only(flamepy: Flamepy) -> None:
