@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "flame_agents"
 LEAVES = {"errors", "types", "config", "_logging", "embedded"}
 ALLOWED: dict[str, set[str]] = {
     "_wire": LEAVES,
-    "cache": LEAVES,
+    "cache": LEAVES | {"_wire"},
     "core": LEAVES | {"_wire", "cache"},
     "service": LEAVES | {"_wire", "core", "cache"},
     "agent": LEAVES | {"_wire", "core", "cache", "service"},
