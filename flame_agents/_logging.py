@@ -1,176 +1,318 @@
-"""structlog set-up: library modules get loggers here; only process entry points configure output.
+"""Logging of library code: stdlib loggers under ``flame_agents``, rendered by structlog, on stderr.
 
-Library code calls :func:`get_logger` and binds ``session_id``, ``task_id``, ``app``. The CLI and
-the runtime's process entry call :func:`configure` once (console for people, JSON with
-``--log-format json``). Importing structlog costs a service process a noticeable part of its
-start-up, so loggers import it at their first log call, and a service configures it with
-:func:`configure_on_first_use`, which waits until something imports structlog.
+Library modules call :func:`get_logger` and log structlog-style (an event plus key/values; they
+bind ``session_id``, ``task_id``, ``app``). Every call goes to the stdlib logger of its module
+(``logging.getLogger(__name__)``), so ``logging.getLogger("flame_agents").setLevel(...)`` and
+Python's own logging configuration work as Python users expect, whatever the user's global
+structlog configuration is. Nothing here ever writes to stdout.
+
+Where lines go:
+
+* By default (set up at import): a handler on the ``flame_agents`` logger writes to the current
+  ``sys.stderr``, at ``$FLAME_LOG_LEVEL`` (Flame's variable), else INFO, unless a level was set
+  already. Once the user configures logging (the root logger has handlers) it stays silent and
+  records reach the user's handlers: the message is ``event key=value ...`` and the fields are
+  in the record's ``flame_agents_event`` attribute.
+* A process entry point that owns its output (the CLI, ``python -m flame_agents.runtime``) calls
+  :func:`configure`: console or JSON lines on stderr at a level, always, and nothing propagates.
+
+structlog renders the lines (``ProcessorFormatter``). Importing it costs a service process a
+noticeable part of its start-up, so it is imported when the first line is written: a call below
+the logger's level costs one ``isEnabledFor`` check.
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import logging
+import os
 import sys
-from types import ModuleType
 from typing import Any, Literal
 
-__all__ = ["configure", "configure_on_first_use", "get_logger"]
+__all__ = [
+    "EVENT_ATTR",
+    "LEVEL_ENV",
+    "LOGGER_NAME",
+    "BoundLogger",
+    "configure",
+    "env_level",
+    "follow_env_level",
+    "get_logger",
+    "parse_level",
+]
 
 LogFormat = Literal["console", "json"]
 
-_LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exception": 40}
-_LEVELS.update({"critical": 50, "fatal": 50, "msg": 20})
+LOGGER_NAME = "flame_agents"
+"""The stdlib logger every library logger is a child of."""
 
-_pending_level: str | None = None
-"""Level of a configuration waiting for structlog to be imported (configure_on_first_use)."""
+LEVEL_ENV = "FLAME_LOG_LEVEL"
+"""Flame's log level variable (``debug``, ``info``, ``warning``, ``error``; any case)."""
 
+EVENT_ATTR = "flame_agents_event"
+"""Attribute of our log records holding the event's fields (``event`` and the key/values)."""
 
-def _structlog() -> Any:
-    """The structlog module, imported now (which applies a pending configuration)."""
-    import structlog
-
-    _apply_pending()
-    return structlog
-
-
-def _apply_pending() -> None:
-    global _pending_level
-    level, _pending_level = _pending_level, None
-    if level is not None:
-        import structlog
-
-        if not structlog.is_configured():
-            configure(level=level)
+_NAMES = {
+    "trace": logging.DEBUG,  # Flame's (Rust) levels include trace
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 
 
-def _noop(*args: Any, **kwargs: Any) -> None:
-    return None
+def parse_level(text: str | int) -> int | None:
+    """A level name (any case) or number as a stdlib level; None when it is neither."""
+    if isinstance(text, int):
+        return text
+    name = text.strip().lower()
+    if name.isdigit():
+        return int(name)
+    return _NAMES.get(name)
 
 
-class _LazyLogger:
-    """Stands in for a structlog logger until a log call needs structlog.
+def env_level() -> int | None:
+    """The level ``$FLAME_LOG_LEVEL`` asks for, or None when unset or not a level."""
+    value = os.environ.get(LEVEL_ENV)
+    return parse_level(value) if value else None
 
-    ``bind`` stays lazy. A call below the level of a pending configuration is dropped without
-    importing structlog (nothing could have configured structlog without importing it).
+
+# -- loggers -------------------------------------------------------------------------------
+
+
+def _text(event: Any, fields: dict[str, Any]) -> str:
+    """``event key=value ...``: the message other handlers (the user's) show."""
+    parts = [str(event)]
+    for key, value in fields.items():
+        shown = str(value)
+        if not shown or any(c.isspace() for c in shown):
+            shown = repr(value)
+        parts.append(f"{key}={shown}")
+    return " ".join(parts)
+
+
+class BoundLogger:
+    """A structlog-style logger over a stdlib logger: ``log.info("event", key=value)``, ``bind``.
+
+    ``exc_info`` (True or an exception) and ``stack_info`` are passed to the stdlib record.
     """
 
-    __slots__ = ("_bound", "_logger", "_name")
+    __slots__ = ("_bound", "_logger")
 
-    def __init__(self, name: str, bound: dict[str, Any]) -> None:
-        self._name = name
+    def __init__(self, logger: logging.Logger, bound: dict[str, Any]) -> None:
+        self._logger = logger
         self._bound = bound
-        self._logger: Any = None
 
-    def _resolve(self) -> Any:
-        if self._logger is None:
-            logger = _structlog().get_logger(self._name)
-            self._logger = logger.bind(**self._bound) if self._bound else logger
-        return self._logger
+    @property
+    def name(self) -> str:
+        """The stdlib logger's name."""
+        return self._logger.name
 
-    def bind(self, **new: Any) -> Any:
-        """A logger with ``new`` key/values attached (lazy while structlog is not imported)."""
-        if self._logger is None and "structlog" not in sys.modules:
-            return _LazyLogger(self._name, {**self._bound, **new})
-        return self._resolve().bind(**new)
+    def bind(self, **new: Any) -> BoundLogger:
+        """A logger with ``new`` key/values attached to every line."""
+        return BoundLogger(self._logger, {**self._bound, **new})
 
-    def __getattr__(self, name: str) -> Any:
-        level = _LEVELS.get(name)
-        if (
-            level is not None
-            and self._logger is None
-            and _pending_level is not None
-            and "structlog" not in sys.modules
-            and level < logging.getLevelName(_pending_level.upper())
-        ):
-            return _noop
-        return getattr(self._resolve(), name)
+    def unbind(self, *keys: str) -> BoundLogger:
+        """A logger without ``keys``."""
+        return BoundLogger(self._logger, {k: v for k, v in self._bound.items() if k not in keys})
+
+    def is_enabled_for(self, level: int) -> bool:
+        """Whether a line at ``level`` would be emitted."""
+        return self._logger.isEnabledFor(level)
+
+    def debug(self, event: Any, **kw: Any) -> None:
+        """Log ``event`` at DEBUG."""
+        if self._logger.isEnabledFor(logging.DEBUG):
+            self._emit(logging.DEBUG, event, kw)
+
+    def info(self, event: Any, **kw: Any) -> None:
+        """Log ``event`` at INFO."""
+        if self._logger.isEnabledFor(logging.INFO):
+            self._emit(logging.INFO, event, kw)
+
+    def warning(self, event: Any, **kw: Any) -> None:
+        """Log ``event`` at WARNING."""
+        if self._logger.isEnabledFor(logging.WARNING):
+            self._emit(logging.WARNING, event, kw)
+
+    warn = warning
+
+    def error(self, event: Any, **kw: Any) -> None:
+        """Log ``event`` at ERROR."""
+        if self._logger.isEnabledFor(logging.ERROR):
+            self._emit(logging.ERROR, event, kw)
+
+    def exception(self, event: Any, **kw: Any) -> None:
+        """Log ``event`` at ERROR with the exception being handled."""
+        if self._logger.isEnabledFor(logging.ERROR):
+            kw.setdefault("exc_info", True)
+            self._emit(logging.ERROR, event, kw)
+
+    def critical(self, event: Any, **kw: Any) -> None:
+        """Log ``event`` at CRITICAL."""
+        if self._logger.isEnabledFor(logging.CRITICAL):
+            self._emit(logging.CRITICAL, event, kw)
+
+    def log(self, level: int, event: Any, **kw: Any) -> None:
+        """Log ``event`` at ``level``."""
+        if self._logger.isEnabledFor(level):
+            self._emit(level, event, kw)
+
+    def _emit(self, level: int, event: Any, kw: dict[str, Any]) -> None:
+        exc_info = kw.pop("exc_info", None)
+        stack_info = bool(kw.pop("stack_info", False))
+        fields = {**self._bound, **kw}
+        # stacklevel 3: the record names the caller of info()/warning()/..., not this module.
+        self._logger.log(
+            level,
+            _text(event, fields),
+            exc_info=exc_info,
+            stack_info=stack_info,
+            stacklevel=3,
+            extra={EVENT_ATTR: {"event": event, **fields}},
+        )
 
 
-def get_logger(name: str, **bound: Any) -> Any:
-    """A structlog logger for module ``name`` with ``bound`` key/values attached."""
-    if "structlog" in sys.modules:
-        import structlog
-
-        return structlog.get_logger(name).bind(**bound) if bound else structlog.get_logger(name)
-    return _LazyLogger(name, bound)
+def get_logger(name: str, **bound: Any) -> BoundLogger:
+    """The logger of module ``name`` (a child of ``flame_agents``) with ``bound`` attached."""
+    return BoundLogger(logging.getLogger(name), bound)
 
 
-def configure(*, fmt: LogFormat = "console", level: str = "info") -> None:
-    """Configure structlog output for a process: human console lines or JSON, to stderr."""
+# -- output ----------------------------------------------------------------------------------
+
+
+def _event_from_record(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog pre-chain step: our records carry their fields; others keep their message."""
+    record = event_dict.get("_record")
+    fields = getattr(record, EVENT_ATTR, None)
+    if not isinstance(fields, dict):
+        return event_dict
+    out = dict(fields)
+    for key in ("_record", "_from_structlog", "exc_info", "stack_info"):
+        if key in event_dict:
+            out[key] = event_dict[key]
+    return out
+
+
+def _structlog_formatter(fmt: LogFormat) -> logging.Formatter:
     import structlog
 
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    structlog.configure(
+    pre_chain: list[Any] = [
+        _event_from_record,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any
+    if fmt == "json":
+        pre_chain.append(structlog.stdlib.add_logger_name)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    formatter: logging.Formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=pre_chain,
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelName(level.upper()) if isinstance(level, str) else level
-        ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
     )
+    return formatter
 
 
-def configure_on_first_use(*, level: str = "info") -> None:
-    """Console logs at ``level`` to stderr, unless structlog is configured by then.
+class _Formatter(logging.Formatter):
+    """Console or JSON lines rendered by structlog, imported at the first line formatted."""
 
-    Applied at once when structlog is already imported; otherwise when the first of our loggers
-    logs at ``level`` or above, or when any code imports structlog, whichever comes first.
+    def __init__(self, fmt: LogFormat) -> None:
+        super().__init__()
+        self.log_format: LogFormat = fmt
+        self._inner: logging.Formatter | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._inner is None:
+            self._inner = _structlog_formatter(self.log_format)
+        return self._inner.format(record)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is written (tests and the runtime swap it).
+
+    Unless ``forced`` (a process entry point configured output), it is silent while the root
+    logger has handlers: the user configured logging, and records propagate to their handlers.
     """
-    global _pending_level
-    if "structlog" in sys.modules:
-        import structlog
 
-        if not structlog.is_configured():
-            configure(level=level)
-        return
-    if not isinstance(logging.getLevelName(level.upper()), int):
-        level = "info"
-    _pending_level = level
-    if not any(isinstance(f, _ConfigureAfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _ConfigureAfterImport())
+    def __init__(self, fmt: LogFormat, *, forced: bool = False) -> None:
+        logging.Handler.__init__(self)
+        self.forced = forced
+        self.setFormatter(_Formatter(fmt))
 
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
 
-class _ConfigureAfterImport(importlib.abc.MetaPathFinder):
-    """Applies a pending configuration right after structlog's own import finishes."""
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always the current sys.stderr
 
-    def find_spec(
-        self, fullname: str, path: Any = None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "structlog":
-            return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _ThenConfigure(spec.loader)
-        return spec
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.forced and logging.getLogger().handlers:
+            return
+        super().emit(record)
 
 
-class _ThenConfigure(importlib.abc.Loader):
-    def __init__(self, real: importlib.abc.Loader) -> None:
-        self._real = real
+_default_level: int | None = None
+"""The level the import-time default set, while nobody (user or configure) changed it."""
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._real.create_module(spec)
 
-    def exec_module(self, module: ModuleType) -> None:
-        # The module keeps its real loader, as after a plain import.
-        module.__loader__ = self._real
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._real
-        self._real.exec_module(module)
-        _apply_pending()
+def _install_default() -> None:
+    """The import-time default: stderr, console lines, $FLAME_LOG_LEVEL or INFO."""
+    global _default_level
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler("console"))
+    if logger.level == logging.NOTSET:  # a level the user set before importing us stays
+        _default_level = env_level() or logging.INFO
+        logger.setLevel(_default_level)
+
+
+def follow_env_level() -> None:
+    """Read ``$FLAME_LOG_LEVEL`` again for a default level nobody changed since import.
+
+    For service entry points: a prestarted interpreter imported us before the launch gave it
+    the application's environment.
+    """
+    global _default_level
+    logger = logging.getLogger(LOGGER_NAME)
+    if _default_level is not None and logger.level == _default_level:
+        _default_level = env_level() or logging.INFO
+        logger.setLevel(_default_level)
+
+
+def configure(*, fmt: LogFormat = "console", level: str | int | None = None) -> None:
+    """Own this process's log output: ``fmt`` lines on stderr at ``level``.
+
+    For process entry points (the CLI, the runtime). ``level`` defaults to ``$FLAME_LOG_LEVEL``,
+    else INFO. Lines are written even when the root logger has handlers, and do not propagate
+    to them. Raises ValueError for a level that is not one.
+    """
+    global _default_level
+    _default_level = None
+    if level is None:
+        value = env_level() or logging.INFO
+    else:
+        parsed = parse_level(level)
+        if parsed is None:
+            raise ValueError(
+                f"unknown log level {level!r}; use debug, info, warning, error or critical"
+            )
+        value = parsed
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+        logger.removeHandler(handler)
+    logger.addHandler(_StderrHandler(fmt, forced=True))
+    logger.setLevel(value)
+    logger.propagate = False
+
+
+_install_default()

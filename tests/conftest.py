@@ -5,6 +5,7 @@ Option ``--long``: the long profile of the fault and load tests (more repetition
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -40,12 +41,17 @@ def _private_agents_home() -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    """The CLI's main() configures structlog to print to the (captured) stderr of the test that
-    ran it; undo that afterwards so later tests never log to a closed stream."""
+def _restore_logging() -> Iterator[None]:
+    """The CLI's main() configures the ``flame_agents`` logger (and a test may configure
+    structlog); undo that afterwards so later tests log as a fresh process does."""
     saved = structlog.get_config()
+    logger = logging.getLogger("flame_agents")
+    state = (logger.level, logger.propagate, list(logger.handlers))
     yield
     structlog.configure(**saved)
+    logger.setLevel(state[0])
+    logger.propagate = state[1]
+    logger.handlers[:] = state[2]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -137,10 +137,12 @@ class Agent(Generic[C]):
         """Serve this agent on ``FLAME_INSTANCE_ENDPOINT`` until SIGTERM (like FlameInstance.run).
 
         Launched by the embedded runtime or by a Flame cluster from the application's command.
+        Logs go to stderr at ``$FLAME_LOG_LEVEL`` (default info), or to your handlers once you
+        configure Python logging (see the ``flame_agents`` logger).
         """
-        from flame_agents._logging import configure
+        from flame_agents._logging import follow_env_level
         from flame_agents.agent._server import AgentHandler
         from flame_agents.service._instance_server import serve
 
-        configure()
+        follow_env_level()
         serve(AgentHandler(cls))

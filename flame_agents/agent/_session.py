@@ -295,7 +295,15 @@ class AgentSession(Generic[C]):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not isinstance(exc[1], KeyboardInterrupt):
+            self.close()
+            return
+        # Ctrl-C: a running invocation is stopped, not awaited (see core Session.close), and a
+        # failed close (a Flame cluster refuses it while a task runs) does not hide the Ctrl-C.
+        try:
+            self._session.close(cancel_running=True)
+        except FlameAgentsError as close_exc:
+            _log.warning("session_close_failed", session_id=self.id(), error=str(close_exc))
 
     def __repr__(self) -> str:
         return f"AgentSession(id={self.id()!r}, app={self.app!r})"

@@ -3,12 +3,16 @@
 Each verb lives in a small module that adds its sub-parser and a handler ``(args) -> int``.
 Errors from :mod:`flame_agents.errors` become one ``error: ...`` line on stderr and exit code 1
 (their messages already say how to fix them, so a traceback would only hide that line);
-argparse errors exit with 2; Ctrl-C exits with 130.
+argparse errors exit with 2; Ctrl-C exits with 130. A reader that closes the output early
+(``flmctl list -s | head -1``) ends the command quietly with 0, as it would a Unix tool.
+Log lines go to stderr (``--log-format``, level ``$FLAME_LOG_LEVEL``), never to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -75,10 +79,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging.configure(fmt=args.log_format)
     try:
         code: int = args.func(args)
+        # Written out here, not at interpreter exit, so a closed pipe is seen below.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+        return 0
     except FlameAgentsError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        _say(f"error: {exc.message}")
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     return code
+
+
+def _say(line: str) -> None:
+    # stderr may be a closed pipe too (`2>&1 | head`): nothing is left to tell then.
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr)
+
+
+def _stdout_gone() -> None:
+    """The reader of stdout went away: drop what is still buffered, quietly.
+
+    Pointing the descriptor at /dev/null keeps the interpreter's final flush of the buffer
+    from failing again (and printing "Exception ignored ... BrokenPipeError").
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)

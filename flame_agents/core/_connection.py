@@ -171,13 +171,24 @@ class Connection:
         """True once :meth:`close` was called."""
         return self._closed
 
-    def call(self, op: str, method: Callable[..., T], request: Any, **fields: Any) -> T:
+    def call(
+        self,
+        op: str,
+        method: Callable[..., T],
+        request: Any,
+        *,
+        metadata: tuple[tuple[str, str], ...] | None = None,
+        **fields: Any,
+    ) -> T:
         """Run a unary RPC with the connection's deadline; gRPC errors become our errors."""
         self.check_open(op)
         try:
-            return method(request, timeout=self.rpc_timeout)
+            return method(request, timeout=self.rpc_timeout, metadata=metadata)
         except grpc.RpcError as exc:
             raise self.error(exc, op=op, **fields) from exc
+        except KeyboardInterrupt:
+            # Ctrl-C while waiting for the reply: the traceback ends here, not in gRPC.
+            raise KeyboardInterrupt from None
 
     def error(self, exc: grpc.RpcError, *, op: str, **fields: Any) -> Exception:
         """Map ``exc`` like :func:`map_rpc_error`, naming the endpoint when it is unreachable.
@@ -287,9 +298,12 @@ class Connection:
         """Snapshots of every session the runtime knows."""
         return _sessions.list_sessions(self)
 
-    def close_session(self, session_id: str) -> SessionInfo:
-        """Close a session (pending tasks are cancelled); idempotent."""
-        return _sessions.close_session(self, session_id)
+    def close_session(self, session_id: str, *, cancel_running: bool = False) -> SessionInfo:
+        """Close a session (pending tasks are cancelled); idempotent.
+
+        ``cancel_running``: stop running tasks too (our runtime only; see Session.close).
+        """
+        return _sessions.close_session(self, session_id, cancel_running=cancel_running)
 
     # -- tasks of any session (also closed ones, which open_session refuses) -------------------
 

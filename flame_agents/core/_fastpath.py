@@ -7,7 +7,8 @@ the terminal task from the same stream. One call instead of CreateTask + WatchTa
 restarting runtime, a dropped connection), the wait continues with the plain watch by task id,
 so a task is never submitted twice by this module. A Frontend without the fast path (a Flame
 0.6 cluster) answers UNIMPLEMENTED once; the connection remembers it and callers use the plain
-calls from then on.
+calls from then on. Ctrl-C while waiting cancels the stream and raises KeyboardInterrupt from
+here, without gRPC's frames; the task itself is the session's to stop (``Session.__exit__``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class StartedTask:
             if code not in _STREAM_BROKEN or closed_by_us:
                 raise conn.error(exc, op="invoke", **fields) from exc
             # The stream broke, the task lives on: follow it by id below.
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None
         finally:
             self._stream.cancel()
             conn.untrack(self._stream)
@@ -117,6 +120,10 @@ def start_task(
             conn.fast_path = False
             return None
         raise conn.error(exc, op="invoke", session_id=session_id) from exc
+    except KeyboardInterrupt:
+        stream.cancel()
+        conn.untrack(stream)
+        raise KeyboardInterrupt from None
     conn.fast_path = True
     return StartedTask(
         conn, task_from_proto(first, session_id=session_id), stream, deadline, timeout

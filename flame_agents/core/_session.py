@@ -120,9 +120,14 @@ class Session:
         """
         return _tasks.watch_task(self.connection, self.id, check_task_id(task_id), timeout=timeout)
 
-    def close(self) -> SessionInfo:
-        """Close the session: pending tasks are cancelled, no new tasks are accepted."""
-        self._info = self.connection.close_session(self.id)
+    def close(self, *, cancel_running: bool = False) -> SessionInfo:
+        """Close the session: pending tasks are cancelled, no new tasks are accepted.
+
+        Running tasks finish first on our runtime (Flame refuses the close while a task runs).
+        ``cancel_running``: our runtime stops them instead (their instances are stopped) and
+        they end CANCELLED; leaving a ``with`` block on Ctrl-C closes this way.
+        """
+        self._info = self.connection.close_session(self.id, cancel_running=cancel_running)
         return self._info
 
     def __enter__(self) -> Session:
@@ -137,9 +142,10 @@ class Session:
         if exc is None:
             self.close()
             return
-        # Already failing: closing is best effort and must not hide the original error.
+        # Already failing: closing is best effort and must not hide the original error. On
+        # Ctrl-C nobody waits for the running tasks: they are stopped rather than awaited.
         try:
-            self.close()
+            self.close(cancel_running=isinstance(exc, KeyboardInterrupt))
         except FlameAgentsError as close_exc:
             _log.warning("session_close_failed", session_id=self.id, error=str(close_exc))
 

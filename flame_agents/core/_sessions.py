@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from flame_agents._wire import frontend_pb2
+from flame_agents._wire import closing, frontend_pb2
 from flame_agents._wire.convert import session_from_proto, session_spec_to_proto
 from flame_agents.core._session import Session
 from flame_agents.core._validate import (
@@ -168,11 +168,19 @@ def list_sessions(conn: Connection) -> list[SessionInfo]:
     return [session_from_proto(s) for s in reply.sessions]
 
 
-def close_session(conn: Connection, session_id: str) -> SessionInfo:
-    """Close a session; pending tasks become CANCELLED. Closing a closed session is a no-op."""
+def close_session(
+    conn: Connection, session_id: str, *, cancel_running: bool = False
+) -> SessionInfo:
+    """Close a session; pending tasks become CANCELLED. Closing a closed session is a no-op.
+
+    ``cancel_running``: running tasks are stopped too (our runtime; see ``_wire.closing``).
+    """
     sid = check_session_id(session_id)
     request = frontend_pb2.CloseSessionRequest(session_id=sid)
-    reply = conn.call("close_session", conn.stub.CloseSession, request, session_id=sid)
+    metadata = closing.CANCEL_RUNNING if cancel_running else None
+    reply = conn.call(
+        "close_session", conn.stub.CloseSession, request, metadata=metadata, session_id=sid
+    )
     return _filled(session_from_proto(reply), sid, "")
 
 

@@ -116,6 +116,9 @@ def watch_task(
             if code != grpc.StatusCode.UNAVAILABLE:
                 raise conn.error(exc, op="watch_task", **fields) from exc
             # UNAVAILABLE mid-stream: the GetTask below tells a lost stream from a lost runtime.
+        except KeyboardInterrupt:
+            # Ctrl-C while waiting: the stream is cancelled below; no gRPC frames in the trace.
+            raise KeyboardInterrupt from None
         finally:
             stream.cancel()
             conn.untrack(stream)

@@ -25,6 +25,14 @@ from flame_agents.runtime.cache_server import DEFAULT_MAX_OBJECT_BYTES
 __all__ = ["main"]
 
 
+def _log_level(text: str) -> str:
+    if _logging.parse_level(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {text!r}; use debug, info, warning or error"
+        )
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m flame_agents.runtime",
@@ -34,8 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=0, help="Frontend port (0 = pick a free one)")
     p.add_argument("--cache-port", type=int, default=0, help="cache port (0 = pick a free one)")
-    p.add_argument("--log-format", choices=("console", "json"), default="console")
-    p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="format of log lines on stderr (default: console)",
+    )
+    p.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=None,
+        help="debug, info, warning or error (default: $FLAME_LOG_LEVEL, else info)",
+    )
     _security_options(p)
     p.add_argument("--max-instances", type=int, default=64, help="cap on live instances")
     p.add_argument(

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import grpc
 import grpc.aio
 
-from flame_agents._wire import fastpath, frontend_pb2, frontend_pb2_grpc, types_pb2
+from flame_agents._wire import closing, fastpath, frontend_pb2, frontend_pb2_grpc, types_pb2
 from flame_agents._wire.cache_aliases import RefAliases
 from flame_agents.runtime import _protos
 from flame_agents.runtime import _store as st
@@ -396,10 +396,14 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
     async def CloseSession(
         self, request: frontend_pb2.CloseSessionRequest, context: Ctx
     ) -> types_pb2.Session:
-        """Close (idempotent): pending tasks are cancelled, running ones finish first."""
+        """Close (idempotent): pending tasks are cancelled, running ones finish first.
+
+        With our ``_wire.closing.CANCEL_RUNNING`` metadata, running tasks are stopped instead.
+        """
         row = await self._session(request.session_id, context)
-        if row.state == st.SESSION_OPEN:
-            await self._sched.close_session(row.id)
+        cancel_running = closing.wants_cancel_running(context.invocation_metadata())
+        if row.state == st.SESSION_OPEN or cancel_running:
+            await self._sched.close_session(row.id, cancel_running=cancel_running)
         return self._session_msg(await self._session(request.session_id, context))
 
     async def DeleteSession(

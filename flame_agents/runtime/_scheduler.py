@@ -236,12 +236,14 @@ class Scheduler:
         self._offer(sess)
         self.reconcile()
 
-    async def close_session(self, sid: str) -> None:
+    async def close_session(self, sid: str, *, cancel_running: bool = False) -> None:
         """Close: cancel pending tasks, let running ones finish (awaited), release instances.
 
         We wait for running tasks rather than refusing the close (Flame answers INTERNAL
         "Cannot close session with running tasks"): the session stops accepting tasks at
         once, and the caller gets the reply when nothing of the session runs any more.
+        ``cancel_running`` (an interrupted client): running tasks are stopped instead, by
+        stopping their instances; as lost after the close, they end CANCELLED.
         """
         cancelled = self._store.close_session(sid)
         for tid in cancelled:
@@ -254,6 +256,8 @@ class Scheduler:
         for inst in list(sess.instances):
             if inst not in sess.running.values():
                 self._release(inst)
+            elif cancel_running and inst.process is not None:
+                inst.process.terminate()
         if sess.running:
             sess.drained.clear()
             await sess.drained.wait()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flame_agents._logging import get_logger
+from flame_agents._logging import follow_env_level, get_logger
 from flame_agents.errors import InvalidArgumentError
 from flame_agents.service._entrypoint import Entrypoint, EventLoopThread, check_entrypoint
 from flame_agents.service._instance_server import instance_endpoint, serve
@@ -161,6 +161,8 @@ class FlameInstance:
                 "FlameInstance.run(): no entrypoint registered; decorate a function with "
                 "@ins.entrypoint before calling run()"
             )
+        # The service process's entry point: its log level is the application's setting.
+        follow_env_level()
         try:
             if instance_endpoint() is not None:
                 serve(self)

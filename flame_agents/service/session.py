@@ -18,12 +18,14 @@ from typing import Any
 import cloudpickle
 
 from flame_agents import cache, core
+from flame_agents._logging import get_logger
 from flame_agents.errors import FlameAgentsError, InvalidStateError, NotFoundError
 from flame_agents.types import ResourceRequirement
 
 __all__ = ["Session"]
 
 _ALNUM = string.ascii_letters + string.digits
+_log = get_logger(__name__)
 
 
 def _new_session_id(application: str) -> str:
@@ -123,6 +125,18 @@ class Session:
             self._closed = True
             self._session.close()
 
+    def _close_interrupted(self) -> None:
+        # Ctrl-C: stop the running task instead of waiting for it (our runtime; a Flame
+        # cluster refuses to close a session with a running task), and never let a failed
+        # close replace the KeyboardInterrupt.
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._session.close(cancel_running=True)
+        except FlameAgentsError as exc:
+            _log.warning("session_close_failed", session_id=self._session.id, error=str(exc))
+
     def _open_session(self) -> core.Session:
         if self._closed:
             raise InvalidStateError(
@@ -140,7 +154,10 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if isinstance(exc, KeyboardInterrupt):
+            self._close_interrupted()
+        else:
+            self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
-import structlog
 from agentdefs import Add, Answer, Ask, ChatAgent, ChatContext, CounterAgent, CounterContext, Total
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -113,13 +113,15 @@ def test_bytes_per_invocation_do_not_grow_with_history() -> None:
     assert large_amortized <= small_amortized * 1.2
 
 
-def test_invocation_logs_bind_session_task_and_app() -> None:
+def test_invocation_logs_bind_session_task_and_app(caplog: pytest.LogCaptureFixture) -> None:
     """Commit logs carry session_id, task_id and app."""
     with AgentHarness(CounterAgent, app="counter-app", session_id="s-1") as h:
         h.invoke(Add())
-        with structlog.testing.capture_logs() as logs:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="flame_agents"):
             h.handler.on_task_invoke("7", "s-1", _counter_envelope())
-    committed = [e for e in logs if e["event"] == "invocation committed"]
+    logs = [getattr(r, "flame_agents_event", {}) for r in caplog.records]
+    committed = [e for e in logs if e.get("event") == "invocation committed"]
     assert committed and committed[0]["session_id"] == "s-1"
     assert committed[0]["task_id"] == "7" and committed[0]["app"] == "counter-app"
 
