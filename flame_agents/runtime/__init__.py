@@ -11,6 +11,7 @@ or start it from code with :mod:`flame_agents.embedded`. Modules:
 * ``_apps``: application name/spec rules, defaults, built-in applications;
 * ``_protos``: wire messages from stored rows, and the node description;
 * ``_scheduler``: dispatch of tasks and sizing of each session's instances;
+* ``_resources``: the machine's capacity and the ledger of what instances hold;
 * ``_instance``: launching and driving one service process (Flame's host shim);
 * ``flmping``: the built-in ping service;
 * ``cache_server`` (+ its store modules): the Arrow Flight object cache.

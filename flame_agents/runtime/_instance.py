@@ -99,6 +99,9 @@ class LaunchSpec:
     cache_endpoint: str | None
     bind_timeout: float
     stop_grace: float = 5.0
+    visible_gpus: tuple[str, ...] | None = None
+    """``CUDA_VISIBLE_DEVICES`` entries granted to the instance (empty: none); None leaves the
+    variable as the runtime has it."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,9 @@ class InstanceProcess:
             env["FLAME_CACHE_ENDPOINT"] = spec.cache_endpoint
         if "HOME" not in app_env:
             env["HOME"] = base.get("HOME", str(cwd))
+        if spec.visible_gpus is not None:
+            # The runtime's accounting decides which GPUs an instance uses, over any app setting.
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.visible_gpus)
         # Temp files go to our own per-instance folder (removed at teardown), never into the
         # application's working_directory.
         tmp = self._scratch / "tmp"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import socket
 import time
@@ -10,6 +9,7 @@ from typing import Any
 
 from flame_agents._wire import types_pb2
 from flame_agents._wire.executor_process import ExecutorProcess, add_executor_process
+from flame_agents.runtime._resources import Ledger, resolved_spec
 from flame_agents.runtime._scheduler import ExecutorView
 from flame_agents.runtime._store import AppRow, EventRow, SessionRow, TaskRow
 
@@ -46,7 +46,8 @@ def application(row: AppRow) -> types_pb2.Application:
 
 
 def session(row: SessionRow, counters: dict[int, int], events: list[EventRow]) -> types_pb2.Session:
-    """The Session message with live counters and session events."""
+    """The Session message with live counters and session events (and Flame's default resreq
+    when the client gave none)."""
     status = types_pb2.SessionStatus(
         state=_enum(row.state),
         creation_time=row.creation_time,
@@ -60,7 +61,9 @@ def session(row: SessionRow, counters: dict[int, int], events: list[EventRow]) -
     if row.completion_time is not None:
         status.completion_time = row.completion_time
     return types_pb2.Session(
-        metadata=types_pb2.Metadata(id=row.id, name=row.id), spec=row.spec, status=status
+        metadata=types_pb2.Metadata(id=row.id, name=row.id),
+        spec=resolved_spec(row.spec),
+        status=status,
     )
 
 
@@ -92,24 +95,21 @@ def executor(view: ExecutorView) -> types_pb2.Executor:
     return msg
 
 
-def _memory_bytes() -> int:
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def node() -> types_pb2.Node:
-    """This machine as the runtime's single Ready node."""
+def node(resources: Ledger) -> types_pb2.Node:
+    """This machine as the runtime's single Ready node: its capacity, and as allocatable what
+    live instances do not hold."""
     name = node_name()
-    capacity = types_pb2.ResourceRequirement(cpu=os.cpu_count() or 1, memory=_memory_bytes(), gpu=0)
+    cap = resources.capacity
+    capacity = types_pb2.ResourceRequirement(cpu=cap.cpu, memory=cap.memory, gpu=cap.gpu)
+    cpu, memory, gpu = resources.free
+    allocatable = types_pb2.ResourceRequirement(cpu=cpu, memory=memory, gpu=gpu)
     return types_pb2.Node(
         metadata=types_pb2.Metadata(id=name, name=name),
         spec=types_pb2.NodeSpec(hostname=name),
         status=types_pb2.NodeStatus(
             state=_enum(1),
             capacity=capacity,
-            allocatable=capacity,
+            allocatable=allocatable,
             info=types_pb2.NodeInfo(arch=platform.machine(), os=platform.system().lower()),
             addresses=[types_pb2.NodeAddress(type="Hostname", address=name)],
             last_heartbeat_time=int(time.time()),

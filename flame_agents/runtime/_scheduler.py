@@ -12,6 +12,13 @@ Sizing per open session: task demand = pending + running tasks, floored by ``min
 before any prewarm, in priority order (higher first, then older), so a prewarmed idle instance
 is released for a session with waiting tasks and never steals the slot back.
 
+Resources (see :mod:`._resources`): an instance of a session with an explicit ``resreq``
+starts only when the ledger grants it, and holds the grant until its process is gone; every
+release runs :meth:`Scheduler.reconcile` again, so a waiting session starts as soon as it fits.
+Idle instances of sessions without waiting tasks are released to make room, and a session that
+waits with no instance at all holds back later sessions that need what it lacks (so a large
+request is not starved by a stream of small ones).
+
 Failures: a process that dies mid-task puts its task back to Pending (attempt + 1, event 0)
 for a fresh instance, until ``max_task_attempts`` losses fail it with a clear message. A bind
 failure records session event 1001; after ``bind_retry_limit`` of them one event 1002 pauses
@@ -44,6 +51,13 @@ from flame_agents.runtime._instance import (
     InstanceProcess,
     LaunchSpec,
     TaskTimeout,
+)
+from flame_agents.runtime._resources import (
+    Allocation,
+    Capacity,
+    Ledger,
+    format_bytes,
+    resolved_spec,
 )
 from flame_agents.runtime._store import SessionRow, Store, StoreWriteError
 
@@ -122,6 +136,8 @@ class _Instance:
     task_timeout: float | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None
+    allocation: Allocation | None = None
+    """What the ledger granted it (None: its session's resreq is not accounted)."""
 
 
 @dataclass(eq=False)
@@ -137,10 +153,17 @@ class _Session:
     """Why new instances are no longer started (event 1002's text), or None."""
     last_bind_failure: str = ""
     drained: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting_for: tuple[str, ...] = ()
+    """Resources its next instance waits for (logged once per wait)."""
 
     @property
     def id(self) -> str:
         return self.row.id
+
+    @property
+    def accounted(self) -> bool:
+        """Whether its instances hold resources: only a resreq the client gave counts."""
+        return self.row.spec.HasField("resreq")
 
     def cap(self) -> int | None:
         spec = self.row.spec
@@ -160,13 +183,19 @@ class _Session:
 class Scheduler:
     """Owns the live instances and the dispatch of pending tasks of open sessions."""
 
-    def __init__(self, store: Store, options: SchedulerOptions) -> None:
+    def __init__(
+        self, store: Store, options: SchedulerOptions, *, capacity: Capacity | None = None
+    ) -> None:
         self._store = store
         self._opts = options
+        self.resources = Ledger(capacity if capacity is not None else Capacity.detect())
+        """The machine's capacity and what live instances hold."""
         self._sessions: dict[str, _Session] = {}
         self._watchers: dict[tuple[str, int], asyncio.Event] = {}
         self._stopping = False
         self._starts = asyncio.Semaphore(max(1, options.max_concurrent_starts))
+        self._resources_wanted = False
+        """Whether the last reconcile left a session with waiting tasks short of resources."""
 
     # -- start-up and shutdown --------------------------------------------------------------
 
@@ -177,11 +206,18 @@ class Scheduler:
                 sid, tid, message="Task returned to <Pending>: the runtime restarted", lost=False
             )
         for row in self._store.list_sessions(state=st.SESSION_OPEN):
-            sess = _Session(row)
+            sess = self._track(row)
             sess.pending = self._store.task_ids(row.id, st.PENDING)
             heapq.heapify(sess.pending)
-            self._sessions[row.id] = sess
         self.reconcile()
+
+    def _track(self, row: SessionRow) -> _Session:
+        sess = self._sessions[row.id] = _Session(row)
+        if sess.accounted and (problem := self.resources.never_fits(row.spec.resreq)):
+            # Opened on a bigger machine (the Frontend refuses it here): it can never start.
+            sess.paused = problem
+            _log.warning("session can never start here", session_id=row.id, reason=problem)
+        return sess
 
     async def shutdown(self) -> None:
         """Leave and stop every instance; tasks still running go back to Pending."""
@@ -224,7 +260,7 @@ class Scheduler:
 
     def session_opened(self, row: SessionRow) -> None:
         """A new open session exists (prewarm its min_instances)."""
-        self._sessions[row.id] = _Session(row)
+        self._track(row)
         self.reconcile()
 
     def task_created(self, sid: str, tid: int) -> None:
@@ -268,6 +304,8 @@ class Scheduler:
         sess = self._sessions.get(sid)
         if sess is None or sess.paused is None:
             return None
+        if not sess.last_bind_failure:
+            return sess.paused
         return f"{sess.paused}. Last failure: {sess.last_bind_failure}"
 
     def session_deleted(self, sid: str) -> None:
@@ -280,7 +318,7 @@ class Scheduler:
         """Every live instance."""
         out = []
         for sess in self._sessions.values():
-            resreq = sess.row.spec.resreq
+            resreq = resolved_spec(sess.row.spec).resreq
             for inst in sess.instances:
                 proc = inst.process
                 pid = proc.pid if proc is not None and not proc.exited else None
@@ -294,7 +332,8 @@ class Scheduler:
         return sum(len(s.instances) for s in self._sessions.values())
 
     def reconcile(self) -> None:
-        """Launch instances up to each session's demand, within the runtime-wide cap."""
+        """Launch instances up to each session's demand, within the runtime-wide cap and the
+        machine's resources."""
         if self._stopping:
             return
         order = sorted(
@@ -303,21 +342,62 @@ class Scheduler:
         )
         live = self._live()
         starved = 0
+        # Resources a session waiting with no instance lacks: later sessions may not take them.
+        held: set[str] = set()
+        waiting: list[tuple[_Session, list[str]]] = []
         for sess in order:  # task demand first ...
             deficit = sess.task_demand() - len(sess.instances)
             while deficit > 0 and live < self._opts.max_instances:
-                self._launch(sess)
+                if short := self._launch(sess, held):
+                    waiting.append((sess, short))
+                    if not sess.instances:
+                        held.update(short)
+                    break
                 live += 1
                 deficit -= 1
-            starved += max(deficit, 0)
+            else:
+                starved += max(deficit, 0)
+        # Prewarm never takes what a session with waiting tasks lacks.
+        held.update(d for _, short in waiting for d in short)
         for sess in order:  # ... then prewarm (min_instances)
             deficit = sess.total_demand() - len(sess.instances)
             while deficit > 0 and live < self._opts.max_instances:
-                self._launch(sess)
+                if self._launch(sess, held):
+                    break
                 live += 1
                 deficit -= 1
+        keep = {s for s in order if s.task_demand() > 0}
         if starved:
-            self._evict_idle(starved, keep={s for s in order if s.task_demand() > 0})
+            self._evict_idle(starved, keep=keep)
+        self._resources_wanted = bool(waiting)
+        if waiting:
+            self._evict_for_resources(waiting, keep=keep)
+
+    def _evict_for_resources(
+        self, waiting: list[tuple[_Session, list[str]]], *, keep: set[_Session]
+    ) -> None:
+        """Release idle instances of sessions without waiting tasks until each waiting session
+        would fit once they are gone (their exit runs :meth:`reconcile` again)."""
+        leaving = [
+            i.allocation
+            for s in self._sessions.values()
+            for i in s.instances
+            if i.release and i.allocation is not None
+        ]
+        idle = [
+            inst
+            for s in self._sessions.values()
+            if s not in keep
+            for inst in s.idle
+            if not inst.release and inst.allocation is not None
+        ]
+        for sess, _ in waiting:
+            resreq = sess.row.spec.resreq
+            while idle and self.resources.shortfall(resreq, plus=leaving):
+                inst = idle.pop(0)
+                assert inst.allocation is not None
+                leaving.append(inst.allocation)
+                self._release(inst)
 
     def _evict_idle(self, count: int, *, keep: set[_Session]) -> None:
         """Release up to ``count`` idle instances of sessions without waiting tasks."""
@@ -339,11 +419,55 @@ class Scheduler:
         while sess.pending and sess.idle:
             sess.idle.popleft().wake.set()
 
-    def _launch(self, sess: _Session) -> None:
+    def _launch(self, sess: _Session, held: set[str]) -> list[str]:
+        """Start one instance of ``sess``; or, when its resreq does not fit now (or needs
+        resources ``held`` for another session), return the resources it waits for."""
+        allocation = None
+        if sess.accounted:
+            resreq = sess.row.spec.resreq
+            wanted = {"cpu": resreq.cpu, "memory": resreq.memory, "gpu": max(resreq.gpu, 0)}
+            short = sorted(d for d in held if wanted[d] > 0) or self.resources.shortfall(resreq)
+            if short:
+                self._log_wait(sess, short)
+                return short
+            allocation = self.resources.acquire(resreq)
+            assert allocation is not None
+            sess.waiting_for = ()
         app = self._store.get_app(sess.row.application)
-        inst = _Instance(id=str(uuid.uuid4()), session=sess)
+        inst = _Instance(id=str(uuid.uuid4()), session=sess, allocation=allocation)
         sess.instances.add(inst)
         inst.worker = asyncio.ensure_future(self._run_instance(inst, app))
+        # A worker cancelled before it first ran skips its finally: return its grant anyway.
+        inst.worker.add_done_callback(lambda _: self._free(inst))
+        return []
+
+    def _log_wait(self, sess: _Session, short: list[str]) -> None:
+        if sess.waiting_for == tuple(short):
+            return
+        sess.waiting_for = tuple(short)
+        resreq = sess.row.spec.resreq
+        cpu, memory, gpu = self.resources.free
+        _log.info(
+            "session waits for resources",
+            session_id=sess.id,
+            waiting_for=",".join(short),
+            resreq=f"cpu={resreq.cpu},memory={format_bytes(resreq.memory)},"
+            f"gpu={max(resreq.gpu, 0)}",
+            free=f"cpu={cpu},memory={format_bytes(memory)},gpu={gpu}",
+        )
+
+    def _free(self, inst: _Instance) -> None:
+        """Return what ``inst`` holds to the ledger (once)."""
+        if inst.allocation is not None:
+            self.resources.release(inst.allocation)
+            inst.allocation = None
+
+    def _visible_gpus(self, inst: _Instance) -> tuple[str, ...] | None:
+        """``CUDA_VISIBLE_DEVICES`` for ``inst``: its own GPUs when its session's resreq is
+        accounted on a machine with GPUs (none for gpu=0, as Ray does), else None (inherit)."""
+        if inst.allocation is None or not self.resources.capacity.gpus:
+            return None
+        return inst.allocation.gpus
 
     # -- instance worker --------------------------------------------------------------------
 
@@ -369,6 +493,7 @@ class Scheduler:
                     cache_endpoint=opts.cache_endpoint,
                     bind_timeout=opts.bind_timeout,
                     stop_grace=opts.stop_grace,
+                    visible_gpus=self._visible_gpus(inst),
                 )
             )
             inst.task_timeout = self._task_timeout(app.spec)
@@ -397,6 +522,7 @@ class Scheduler:
             if inst.process is not None:
                 with contextlib.suppress(Exception):
                     await inst.process.stop()
+            self._free(inst)  # only now: its process is gone
             sess.instances.discard(inst)
             self._forget_if_done(sess)
             self.reconcile()
@@ -439,6 +565,8 @@ class Scheduler:
                 return None
             inst.wake.clear()
             sess.idle.append(inst)
+            if inst.allocation is not None and self._resources_wanted:
+                self.reconcile()  # what it holds may be what a waiting session needs
             try:
                 await asyncio.wait_for(inst.wake.wait(), remaining)
             except asyncio.TimeoutError:

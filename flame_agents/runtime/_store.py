@@ -146,7 +146,8 @@ class AppRow:
 
 @dataclass(frozen=True)
 class SessionRow:
-    """A session as stored (spec holds the resolved SessionSpec, common_data included)."""
+    """A session as stored (spec as the client gave it, common_data included; batch_size 1,
+    and resreq absent when the client gave none)."""
 
     id: str
     application: str
