@@ -119,7 +119,16 @@ class InvocationTimeoutError(RetryableError, TimeoutError):
 
 
 class TaskFailedError(FlameAgentsError):
-    """The service's entrypoint or handler failed; the message is the service's error text."""
+    """The service's entrypoint or handler failed; the message is the service's error text.
+
+    From our services that text is ``"<ExceptionClass>: <text>"`` followed by the innermost
+    frames of the remote traceback, also given in the fields below.
+    """
+
+    remote_type: str | None = None
+    """Class name of the service's exception (``"ValueError"``), when the message names it."""
+    remote_traceback: str | None = None
+    """The innermost frames of the service's traceback, formatted as Python does, or None."""
 
 
 class CommitConflictError(FlameAgentsError):

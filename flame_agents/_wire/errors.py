@@ -1,7 +1,8 @@
 """The one place where gRPC errors become flame-agents errors.
 
 Every client call site catches ``grpc.RpcError`` and raises ``map_rpc_error(exc, op=...)`` from
-it, so a status code means the same exception class everywhere.
+it, so a status code means the same exception class everywhere. A message over a size limit
+(gRPC's RESOURCE_EXHAUSTED "message larger than max") says which option raises the limit.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from flame_agents._wire.limits import grpc_size_hint
 from flame_agents.errors import (
     AlreadyExistsError,
     CommitConflictError,
@@ -58,4 +60,6 @@ def map_rpc_error(exc: grpc.RpcError, *, op: str, **fields: Any) -> FlameAgentsE
     """
     code, details = rpc_status(exc)
     cls = _BY_CODE.get(code, InternalError) if code is not None else InternalError
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        details = grpc_size_hint(details) or details
     return cls(f"{op}: {details}", grpc_code=code.name if code is not None else None, **fields)

@@ -87,7 +87,10 @@ class Session:
 
         Raises:
             TaskFailedError: the service failed the task (message = the service's error text,
-                with ``task_id`` and ``session_id`` fields).
+                with ``task_id``, ``session_id``, ``remote_type`` and ``remote_traceback``
+                fields).
+            LimitExceededError: the input or the reply is over the runtime's message limit
+                (``--max-message-bytes``); a reply over it was not retried.
             InvalidStateError: the task was cancelled because the session closed.
             InvocationTimeoutError: no result within ``timeout`` seconds (the task keeps
                 running).

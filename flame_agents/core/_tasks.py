@@ -20,9 +20,12 @@ from flame_agents._logging import get_logger
 from flame_agents._wire import frontend_pb2, types_pb2
 from flame_agents._wire.convert import task_from_proto
 from flame_agents._wire.errors import rpc_status
+from flame_agents._wire.failures import parse_failure
 from flame_agents.errors import (
+    FlameAgentsError,
     InvalidStateError,
     InvocationTimeoutError,
+    LimitExceededError,
     TaskFailedError,
 )
 from flame_agents.types import Task, TaskState
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "create_task",
+    "failure_error",
     "get_task",
     "list_tasks",
     "result_of",
@@ -153,11 +157,7 @@ def result_of(task: Task) -> bytes | None:
     if task.state == TaskState.SUCCEED:
         return task.output
     if task.state == TaskState.FAILED:
-        raise TaskFailedError(
-            task.error_message() or "task failed without an error message",
-            task_id=task.id,
-            session_id=task.session_id,
-        )
+        raise failure_error(task)
     if task.state == TaskState.CANCELLED:
         raise InvalidStateError(
             f"task {task.id} of session {task.session_id} was cancelled "
@@ -170,6 +170,27 @@ def result_of(task: Task) -> bytes | None:
         task_id=task.id,
         session_id=task.session_id,
     )
+
+
+def failure_error(task: Task) -> FlameAgentsError:
+    """The error of a failed task: :class:`TaskFailedError` with the service's error text.
+
+    Its ``remote_type`` and ``remote_traceback`` fields hold the class and the innermost frames
+    of the service's exception when the message names them (our services do, see
+    ``flame_agents._wire.failures``). A reply or request over the runtime's message limit
+    raises :class:`LimitExceededError` instead: the handler is not run again, so no retry can help.
+    """
+    message = task.error_message() or "task failed without an error message"
+    remote = parse_failure(message)
+    fields = {
+        "task_id": task.id,
+        "session_id": task.session_id,
+        "remote_type": remote.type,
+        "remote_traceback": remote.traceback,
+    }
+    if remote.type == LimitExceededError.__name__:
+        return LimitExceededError(message.partition(": ")[2], **fields)
+    return TaskFailedError(message, **fields)
 
 
 def _remaining(deadline: float | None, timeout: float | None, **fields: Any) -> float | None:

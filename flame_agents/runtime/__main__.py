@@ -127,7 +127,10 @@ def _security_options(p: argparse.ArgumentParser) -> None:
         "--max-message-bytes",
         type=int,
         default=64 * mib,
-        help="largest Frontend message (task input/output, common data); default 64 MiB",
+        help=(
+            "largest message on every hop, client <-> runtime <-> instance (task input/output, "
+            "common data); default 64 MiB"
+        ),
     )
     p.add_argument(
         "--max-id-bytes",

@@ -11,6 +11,12 @@ the socket file, whichever comes first, then call ``OnSessionEnter`` once,
 
 The process is watched while a task runs: if it dies, :meth:`InstanceProcess.invoke` raises
 :class:`InstanceLost` at once instead of waiting for the transport to notice.
+
+Messages both ways are bounded by the runtime's ``--max-message-bytes`` (passed to the service in
+``FLAME_AGENTS_MAX_MESSAGE_BYTES``; see ``_wire.limits``). A reply over it, or a service that
+refuses a message as too large (gRPC's RESOURCE_EXHAUSTED), fails that task once with a message
+naming the option: the process is alive and its handler already ran, so it is neither killed
+nor given the task again.
 """
 
 from __future__ import annotations
@@ -32,6 +38,16 @@ import grpc.aio
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import shim_pb2, shim_pb2_grpc, types_pb2
+from flame_agents._wire.errors import rpc_status
+from flame_agents._wire.failures import failure_message
+from flame_agents._wire.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_ENV,
+    MAX_MESSAGE_OPTION,
+    instance_hop_bytes,
+    output_budget,
+    reply_too_large,
+)
 from flame_agents._wire.proctitle import APP_ENV, SESSION_ENV
 from flame_agents._wire.ready import READY_BYTE, READY_FD_ENV
 from flame_agents.runtime import _prestart
@@ -54,6 +70,7 @@ BIND_PROCESS_FAILED = 11
 BIND_ENTER_FAILED = 12
 """Flame's bind return code for 'OnSessionEnter failed'."""
 
+_GRPC_SIZES = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _log = get_logger(__name__)
 
@@ -73,6 +90,14 @@ class InstanceLost(Exception):
     def __init__(self, exit_description: str) -> None:
         super().__init__(exit_description)
         self.exit_description = exit_description
+
+
+class MessageRejected(Exception):
+    """A message to or from the live instance was over a size limit (RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(details)
+        self.details = details
 
 
 class TaskTimeout(Exception):
@@ -99,6 +124,8 @@ class LaunchSpec:
     cache_endpoint: str | None
     bind_timeout: float
     stop_grace: float = 5.0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """The runtime's message limit (``--max-message-bytes``), passed on to the service."""
     visible_gpus: tuple[str, ...] | None = None
     """``CUDA_VISIBLE_DEVICES`` entries granted to the instance (empty: none); None leaves the
     variable as the runtime has it."""
@@ -175,6 +202,7 @@ class InstanceProcess:
         env["FLAME_LOG"] = base.get("FLAME_LOG", "info")
         env["FLAME_INSTANCE_ENDPOINT"] = str(self.socket_path)
         env["FLAME_ENDPOINT"] = spec.frontend_endpoint
+        env[MAX_MESSAGE_ENV] = str(spec.max_message_bytes)
         # Our services put them in their process title (ps shows what each instance serves).
         env[APP_ENV] = spec.app_name
         env[SESSION_ENV] = spec.session_id
@@ -347,7 +375,14 @@ class InstanceProcess:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             delay = min(delay * 2, 0.02)
-        self._channel = grpc.aio.insecure_channel(f"unix:{self.socket_path}")
+        hop = instance_hop_bytes(self.spec.max_message_bytes)
+        self._channel = grpc.aio.insecure_channel(
+            f"unix:{self.socket_path}",
+            options=[
+                ("grpc.max_send_message_length", hop),
+                ("grpc.max_receive_message_length", hop),
+            ],
+        )
         self._stub = shim_pb2_grpc.InstanceStub(self._channel)
         try:
             await asyncio.wait_for(self._channel.channel_ready(), max(deadline - loop.time(), 0.5))
@@ -398,6 +433,10 @@ class InstanceProcess:
             try:
                 return call.result()
             except grpc.RpcError as exc:
+                code, details = rpc_status(exc)
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not self.exited:
+                    # A message over a size limit: the channel and the process are fine.
+                    raise MessageRejected(details) from exc
                 await self._reap_after_failure()
                 raise InstanceLost(
                     f"{_rpc_text(exc)} ({describe_exit(self._returncode())})"
@@ -433,6 +472,12 @@ class InstanceProcess:
             raise BindError(
                 BIND_ENTER_FAILED, f"on_session_enter failed: {exc.exit_description}"
             ) from exc
+        except MessageRejected as exc:
+            raise BindError(
+                BIND_ENTER_FAILED,
+                f"on_session_enter failed: the session's common data is over a message size "
+                f"limit ({exc.details})",
+            ) from exc
         rc = int(getattr(result, "return_code", 0))
         if rc != 0:
             text = result.message if result.HasField("message") else f"return code {rc}"
@@ -451,12 +496,35 @@ class InstanceProcess:
         req = shim_pb2.TaskContext(task_id=str(task_id), session_id=self.spec.session_id)
         if data is not None:
             req.input = data
-        result = await self._call_watched(
-            asyncio.ensure_future(self._stub.OnTaskInvoke(req)), timeout=timeout
-        )
+        try:
+            result = await self._call_watched(
+                asyncio.ensure_future(self._stub.OnTaskInvoke(req)), timeout=timeout
+            )
+        except MessageRejected as exc:
+            return TaskOutcome(-1, None, self._rejected(task_id, exc.details))
         output = result.output if result.HasField("output") else None
+        limit = self.spec.max_message_bytes
+        if output is not None and len(output) > output_budget(limit):
+            # A service that does not check its reply itself (flamepy's).
+            self._log.warning("reply over the message limit", task_id=task_id, size=len(output))
+            return TaskOutcome(-1, None, reply_too_large(str(task_id), len(output), limit))
         message = result.message if result.HasField("message") else None
         return TaskOutcome(int(result.return_code), output, message)
+
+    def _rejected(self, task_id: int, details: str) -> str:
+        """The failure text of a task whose request or reply gRPC refused as too large."""
+        limit = self.spec.max_message_bytes
+        self._log.warning("instance message over a size limit", task_id=task_id, details=details)
+        size = _GRPC_SIZES.search(details)
+        if size is not None and int(size.group(2)) == instance_hop_bytes(limit):
+            return reply_too_large(str(task_id), int(size.group(1)), limit)
+        return failure_message(
+            "LimitExceededError",
+            f"the service refused task {task_id} as too large ({details}): its own message "
+            f"limit is below the runtime's {MAX_MESSAGE_OPTION}={limit} (flamepy's server keeps "
+            "gRPC's 4 MiB), and the task is not retried. Send less (put large data in the object "
+            "cache and pass its reference), or raise the service's limit",
+        )
 
     async def stop(self) -> None:
         """OnSessionLeave (if entered and alive), then SIGTERM/SIGKILL the group, reap, clean."""

@@ -43,6 +43,7 @@ from typing import TypeVar
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
+from flame_agents._wire.limits import DEFAULT_MAX_MESSAGE_BYTES
 from flame_agents.runtime import _store as st
 from flame_agents.runtime._apps import TASK_TIMEOUT_LABEL, SpecError, task_timeout
 from flame_agents.runtime._instance import (
@@ -99,6 +100,9 @@ class SchedulerOptions:
     """Seconds between SIGTERM and SIGKILL when stopping an instance."""
     task_timeout: float | None = None
     """Default seconds a task may run (None = no limit); an application label overrides it."""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    """Message limit between the runtime and its instances (``--max-message-bytes``); a reply
+    over it fails its task once, without a re-dispatch."""
 
 
 def default_concurrent_starts() -> int:
@@ -494,6 +498,7 @@ class Scheduler:
                     bind_timeout=opts.bind_timeout,
                     stop_grace=opts.stop_grace,
                     visible_gpus=self._visible_gpus(inst),
+                    max_message_bytes=opts.max_message_bytes,
                 )
             )
             inst.task_timeout = self._task_timeout(app.spec)

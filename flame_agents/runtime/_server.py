@@ -69,7 +69,8 @@ class RuntimeOptions:
     tls_key: Path | None = None
     """PEM private key of ``tls_cert``."""
     max_message_bytes: int = 64 * 1024 * 1024
-    """Largest Frontend message received or sent (the core client's limit)."""
+    """Largest message on every hop: client <-> Frontend and runtime <-> instance (the core
+    client's limit is 64 MiB)."""
     max_id_bytes: int = DEFAULT_MAX_ID_BYTES
     """Longest session id accepted."""
     max_object_bytes: int | None = None
@@ -189,6 +190,7 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             bind_retry_limit=opts.bind_retry_limit,
             max_task_attempts=opts.max_task_attempts,
             task_timeout=opts.task_timeout,
+            max_message_bytes=opts.max_message_bytes,
         ),
     )
     servicer = FrontendServicer(store, scheduler, max_id_bytes=opts.max_id_bytes)

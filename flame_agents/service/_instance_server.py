@@ -7,8 +7,13 @@ sends SIGTERM to the process group (flame-wire §3.2, §3.3, §8.5). This module
 generic over a small :class:`InstanceHandler` protocol so that ``FlameInstance``, the agent
 layer and test doubles share one implementation:
 
-* a handler exception becomes ``return_code=-1`` with ``message=str(exc)``, never a gRPC error,
-  because Flame only surfaces ``TaskResult.message`` to clients (as the task's failure text);
+* a handler exception becomes ``return_code=-1``, never a gRPC error, because Flame only
+  surfaces ``TaskResult.message`` to clients (as the task's failure text): for a task, the
+  message names the exception's class and ends with the innermost frames of its traceback
+  (``flame_agents._wire.failures``); for ``OnSessionEnter``, it is ``str(exc)``;
+* a reply over the message limit (``FLAME_AGENTS_MAX_MESSAGE_BYTES``, set by our runtime from
+  its ``--max-message-bytes``) is not sent: the task fails with a message naming the option,
+  and the instance keeps serving;
 * calls into the handler run strictly one at a time, whatever the gRPC thread pool does;
 * ``OnSessionLeave`` always answers 0: Flame's executor manager retries a failed leave forever;
 * the socket is created private (0600), a stale one is replaced, and it is removed on exit.
@@ -34,6 +39,13 @@ import grpc
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import shim_pb2_grpc, types_pb2
+from flame_agents._wire.failures import MAX_FAILURE_CHARS, format_failure
+from flame_agents._wire.limits import (
+    instance_hop_bytes,
+    limit_from_env,
+    output_budget,
+    reply_too_large,
+)
 from flame_agents._wire.proctitle import set_instance_title
 from flame_agents._wire.ready import notify_ready
 from flame_agents.errors import ConfigError
@@ -89,8 +101,9 @@ def _error_text(exc: BaseException) -> str:
 class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
     """Translates the three Instance RPCs into handler calls, serialized by one lock."""
 
-    def __init__(self, handler: InstanceHandler) -> None:
+    def __init__(self, handler: InstanceHandler, *, max_message_bytes: int) -> None:
         self._handler = handler
+        self._limit = max_message_bytes
         # Flame never overlaps calls to one instance, but a misbehaving or foreign launcher
         # could; the handler (and user entrypoints) are written for one call at a time.
         self._lock = threading.Lock()
@@ -123,10 +136,20 @@ class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
                 output = self._handler.on_task_invoke(request.task_id, request.session_id, data)
             except BaseException as exc:  # becomes the task's failure text
                 log.warning("task failed", error=_error_text(exc), exc_info=exc)
-                return types_pb2.TaskResult(return_code=-1, message=_error_text(exc))
+                message = format_failure(
+                    exc, max_chars=min(MAX_FAILURE_CHARS, output_budget(self._limit))
+                )
+                return types_pb2.TaskResult(return_code=-1, message=message)
         if output is None:
             return types_pb2.TaskResult(return_code=0)
-        return types_pb2.TaskResult(return_code=0, output=bytes(output))
+        data = bytes(output)
+        if len(data) > output_budget(self._limit):
+            # Checked here rather than left to gRPC: its failure would look like a lost
+            # instance to the launcher, which would kill us and run the handler again.
+            log.warning("reply over the message limit", size=len(data), limit=self._limit)
+            message = reply_too_large(request.task_id, len(data), self._limit)
+            return types_pb2.TaskResult(return_code=-1, message=message)
+        return types_pb2.TaskResult(return_code=0, output=data)
 
     def OnSessionLeave(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self._lock:
@@ -187,10 +210,21 @@ class InstanceServer:
     signal); ``stop()`` shuts down and removes the socket. Also a context manager.
     """
 
-    def __init__(self, handler: InstanceHandler, socket_path: str | os.PathLike[str]) -> None:
-        """Prepare a server for ``handler`` on ``socket_path`` (absolute, no ``unix://``)."""
+    def __init__(
+        self,
+        handler: InstanceHandler,
+        socket_path: str | os.PathLike[str],
+        *,
+        max_message_bytes: int | None = None,
+    ) -> None:
+        """Prepare a server for ``handler`` on ``socket_path`` (absolute, no ``unix://``).
+
+        ``max_message_bytes``: the message limit of the runtime (default: the one it passed in
+        ``FLAME_AGENTS_MAX_MESSAGE_BYTES``, else 64 MiB); a larger reply fails its task.
+        """
         self._handler = handler
         self._path = Path(socket_path)
+        self._limit = max_message_bytes if max_message_bytes is not None else limit_from_env()
         self._server: grpc.Server | None = None
         self._servicer: _Servicer | None = None
         self._bound = False  # only a socket we bound is ours to remove
@@ -211,12 +245,13 @@ class InstanceServer:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="flame-instance"),
             options=[
-                # Task payloads are bounded by the launcher's limits, not ours.
-                ("grpc.max_receive_message_length", -1),
-                ("grpc.max_send_message_length", -1),
+                # The launcher's limit, with its allowance for the task's envelope: anything
+                # its Frontend accepted arrives, and replies are checked before they are sent.
+                ("grpc.max_receive_message_length", instance_hop_bytes(self._limit)),
+                ("grpc.max_send_message_length", instance_hop_bytes(self._limit)),
             ],
         )
-        self._servicer = _Servicer(self._handler)
+        self._servicer = _Servicer(self._handler, max_message_bytes=self._limit)
         shim_pb2_grpc.add_InstanceServicer_to_server(self._servicer, server)
         # The socket must never be reachable by other users, even briefly: create it under
         # a restrictive umask rather than chmod-ing it after bind.
