@@ -23,6 +23,7 @@ from flame_agents._wire.errors import rpc_status
 from flame_agents._wire.failures import parse_failure
 from flame_agents.errors import (
     FlameAgentsError,
+    InstanceLostError,
     InvalidStateError,
     InvocationTimeoutError,
     LimitExceededError,
@@ -179,6 +180,8 @@ def failure_error(task: Task) -> FlameAgentsError:
     of the service's exception when the message names them (our services do, see
     ``flame_agents._wire.failures``). A reply or request over the runtime's message limit
     raises :class:`LimitExceededError` instead: the handler is not run again, so no retry can help.
+    A task the runtime gave up on because its instance kept dying (``--max-task-attempts``)
+    raises :class:`InstanceLostError`, which is retryable.
     """
     message = task.error_message() or "task failed without an error message"
     remote = parse_failure(message)
@@ -190,6 +193,9 @@ def failure_error(task: Task) -> FlameAgentsError:
     }
     if remote.type == LimitExceededError.__name__:
         return LimitExceededError(message.partition(": ")[2], **fields)
+    if remote.type == InstanceLostError.__name__ and remote.traceback is None:
+        # The runtime's own failure (no service frames): the task's instances kept dying.
+        return InstanceLostError(message.partition(": ")[2], **fields)
     return TaskFailedError(message, **fields)
 
 

@@ -43,6 +43,7 @@ from typing import TypeVar
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
+from flame_agents._wire.failures import failure_message
 from flame_agents._wire.limits import DEFAULT_MAX_MESSAGE_BYTES
 from flame_agents.runtime import _store as st
 from flame_agents.runtime._apps import TASK_TIMEOUT_LABEL, SpecError, task_timeout
@@ -699,9 +700,11 @@ class Scheduler:
                 tid,
                 state=st.FAILED,
                 output=None,
-                message=(
+                # Named as our error class, so clients raise the retryable InstanceLostError.
+                message=failure_message(
+                    "InstanceLostError",
                     f"instance lost {losses} times while running task {tid}; last exit: "
-                    f"{exit_text} (executor {inst.id})"
+                    f"{exit_text} (executor {inst.id})",
                 ),
             )
         elif sess.closed:

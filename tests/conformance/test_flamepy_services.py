@@ -122,7 +122,8 @@ def test_instance_that_always_crashes_fails_only_its_task(flamepy: Flamepy) -> N
     crashed, after = res["outputs"]
     assert crashed["ok"] is False
     assert re.match(
-        r"instance lost 3 times while running task 1; last exit: ", crashed["error"]["message"]
+        r"InstanceLostError: instance lost 3 times while running task 1; last exit: ",
+        crashed["error"]["message"],
     ), crashed
     assert "without error message" not in crashed["error"]["message"], crashed
     assert after == {"ok": True, "value": b"echo:ok|cd=<none>"}, "no poisoned executor (Flame bug)"

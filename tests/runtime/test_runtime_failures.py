@@ -60,7 +60,9 @@ def test_repeated_deaths_fail_the_task_clearly(fe: Frontend) -> None:
     final = fe.run("f-die", b"die")
     assert final.status.state == types_pb2.Failed
     failure = [m for c, m in events(final) if c == 3]
-    assert failure and failure[0].startswith("instance lost 3 times while running task 1")
+    assert failure and failure[0].startswith(
+        "InstanceLostError: instance lost 3 times while running task 1"
+    )
     assert "signal 9" in failure[0]
     assert fe.run("f-die", b"echo:fine").status.state == types_pb2.Succeed
     fe.close_session("f-die")
