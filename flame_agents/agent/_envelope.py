@@ -128,9 +128,14 @@ class ReplyEnvelope:
 
 
 def error_from_message(message: str, **fields: Any) -> FlameAgentsError:
-    """Rebuild the error an instance reported as ``"<ErrorClass>: <text>"``."""
+    """Rebuild the error an instance reported as ``"<ErrorClass>: <text>"``.
+
+    A retryable class comes back retryable: the agent layer reports one only when it asks for a
+    retry with the same idempotency key (a commit whose outcome it could not establish); a
+    handler's exception of a retryable class arrives as ``"TaskFailedError: <ErrorClass>: ..."``.
+    """
     name, sep, text = message.partition(": ")
     cls = getattr(errors, name, None) if sep else None
-    if isinstance(cls, type) and issubclass(cls, FlameAgentsError) and not cls.retryable:
+    if isinstance(cls, type) and issubclass(cls, FlameAgentsError):
         return cls(text, **fields)
     return TaskFailedError(message, **fields)

@@ -9,13 +9,18 @@ Base (JSON)::
     {"format": "flame-agents/state@1", "schema": <ContextModel.schema_version>, "gen": <int>,
      "chunk": <items per sealed chunk>, "fields": {<scalar field>: <JSON value>},
      "histories": {<history field>: {"sealed": <sealed chunk count>, "tail": [<item>, ...]}},
-     "keys": {"sealed": <count>, "tail": [[<idempotency key>, <reply JSON>], ...]}}
+     "keys": {"sealed": <count>,
+              "tail": [[<idempotency key>, <reply JSON>, <request digest>], ...]}}
 
 Patch (JSON)::
 
     {"base": <base version>, "prev": <version committed against>, "schema": <int>,
-     "key": <idempotency key>, "reply": <reply JSON>, "set": {<field>: <new value>},
-     "append": {<history field>: [<item>, ...]}}
+     "key": <idempotency key>, "reply": <reply JSON>, "req": <request digest>,
+     "set": {<field>: <new value>}, "append": {<history field>: [<item>, ...]}}
+
+The request digest (:func:`request_digest`) lets a repeated key be checked against the request
+it was first used with; it is absent for hook commits and in state written before it existed
+(key entries are then ``[<key>, <reply>]`` and the check is skipped).
 
 History items and idempotency keys beyond the tail live in immutable *chunks* of exactly
 ``chunk`` items, stored as separate objects at :func:`chunk_key`. A compaction moves full chunks
@@ -26,6 +31,7 @@ twice (once in its patch, once in its chunk): bytes per invocation stay O(change
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +45,7 @@ __all__ = [
     "HistoryLog",
     "Journal",
     "Patch",
+    "Recorded",
     "chunk_key",
     "decode_base",
     "decode_patch",
@@ -46,6 +53,7 @@ __all__ = [
     "encode_chunk",
     "encode_patch",
     "new_journal",
+    "request_digest",
     "seal",
 ]
 
@@ -58,6 +66,12 @@ DEFAULT_CHUNK = 256
 def _dumps(value: Any) -> bytes:
     # Compact separators: patches are the hot path and their size is what we promise to bound.
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def request_digest(request_json: Any) -> str:
+    """A short digest of a request's JSON (key order ignored), recorded with its idempotency key."""
+    canonical = json.dumps(request_json, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def chunk_key(state_key: str, gen: int, log: str, index: int) -> str:
@@ -88,6 +102,22 @@ class HistoryLog:
         return cls(sealed=int(data.get("sealed", 0)), tail=list(data.get("tail", [])))
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What the journal holds for one committed idempotency key."""
+
+    reply: Any
+    """The reply JSON returned for the key."""
+    request: str | None = None
+    """:func:`request_digest` of the request committed under the key (None: not recorded)."""
+
+    @classmethod
+    def from_entry(cls, entry: Any) -> tuple[str, Recorded]:
+        """``(key, recorded)`` from a key-log entry ``[key, reply]`` or ``[key, reply, digest]``."""
+        request = entry[2] if len(entry) > 2 else None
+        return str(entry[0]), cls(entry[1], None if request is None else str(request))
+
+
 @dataclass
 class Patch:
     """One committed invocation: the delta it made, its idempotency key and its reply."""
@@ -99,9 +129,17 @@ class Patch:
     reply: Any = None
     set: dict[str, Any] = field(default_factory=dict)
     append: dict[str, list[Any]] = field(default_factory=dict)
+    request: str | None = None
+    """:func:`request_digest` of the invocation's request (None for hook commits)."""
 
     def is_empty_delta(self) -> bool:
         return not self.set and not any(self.append.values())
+
+    def key_entry(self) -> list[Any]:
+        """The entry this patch adds to the idempotency-key log."""
+        if self.request is None:
+            return [self.key, self.reply]
+        return [self.key, self.reply, self.request]
 
 
 @dataclass
@@ -118,8 +156,8 @@ class Journal:
     keys: HistoryLog
     #: Patches applied on top of the base (drives compaction).
     patches: int = 0
-    #: Idempotency keys in ``keys.tail`` -> reply; sealed keys are looked up in chunks.
-    recent: dict[str, Any] = field(default_factory=dict)
+    #: Idempotency keys in ``keys.tail`` -> what they recorded; sealed keys are in chunks.
+    recent: dict[str, Recorded] = field(default_factory=dict)
 
     def apply(self, patch: Patch, version: int) -> bool:
         """Apply ``patch`` stored at ``version``; returns False when it lost a race.
@@ -141,8 +179,8 @@ class Journal:
             self.fields[name] = value
         for name, items in patch.append.items():
             self.histories.setdefault(name, HistoryLog()).tail.extend(items)
-        self.keys.tail.append([patch.key, patch.reply])
-        self.recent[patch.key] = patch.reply
+        self.keys.tail.append(patch.key_entry())
+        self.recent[patch.key] = Recorded(patch.reply, patch.request)
         self.version = version
         self.patches += 1
         return True
@@ -217,8 +255,12 @@ def decode_base(data: bytes, *, version: int) -> Journal:
         fields=dict(raw.get("fields", {})),
         histories={k: HistoryLog.from_json(v) for k, v in raw.get("histories", {}).items()},
         keys=keys,
-        recent={str(k): r for k, r in keys.tail},
+        recent=_recent(keys),
     )
+
+
+def _recent(keys: HistoryLog) -> dict[str, Recorded]:
+    return dict(Recorded.from_entry(entry) for entry in keys.tail)
 
 
 def encode_patch(patch: Patch) -> bytes:
@@ -230,6 +272,8 @@ def encode_patch(patch: Patch) -> bytes:
         "key": patch.key,
         "reply": patch.reply,
     }
+    if patch.request is not None:
+        body["req"] = patch.request
     if patch.set:
         body["set"] = patch.set
     appended = {k: v for k, v in patch.append.items() if v}
@@ -250,6 +294,7 @@ def decode_patch(data: bytes, *, version: int) -> Patch:
             reply=raw.get("reply"),
             set=dict(raw.get("set", {})),
             append={k: list(v) for k, v in raw.get("append", {}).items()},
+            request=None if raw.get("req") is None else str(raw["req"]),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CacheError(f"state patch at version {version} is malformed: {exc}") from exc
@@ -271,24 +316,25 @@ def decode_chunk(data: bytes, *, key: str, expected: int) -> list[Any]:
     return items
 
 
-def seal(journal: Journal, state_key: str) -> list[tuple[str, bytes]]:
-    """Move every full chunk out of the tails; returns the chunk objects to write first.
+def seal(journal: Journal) -> list[tuple[str, int, bytes]]:
+    """Move every full chunk out of the tails; returns ``(log, index, bytes)`` of each new chunk.
 
-    Mutates ``journal`` into the shape of the next base. Chunks must be stored before the base
-    that counts them; a crash in between leaves an unreferenced chunk that the next compaction
-    rewrites with the same bytes (its content is fixed by the linear, append-only history).
+    Mutates ``journal`` into the shape of the next base: every tail then holds fewer than
+    ``chunk`` items, whatever the history's length. The chunks go to :func:`chunk_key` of the
+    state key. A compaction stores them before the base that counts them; a crash in between
+    leaves an unreferenced chunk that the next compaction rewrites with the same bytes (its
+    content is fixed by the linear, append-only history).
     """
-    writes: list[tuple[str, bytes]] = []
+    chunks: list[tuple[str, int, bytes]] = []
     logs: Iterable[tuple[str, HistoryLog]] = [*journal.histories.items(), (KEYS_LOG, journal.keys)]
     for name, log in logs:
         while len(log.tail) >= journal.chunk:
             items, log.tail = log.tail[: journal.chunk], log.tail[journal.chunk :]
-            key = chunk_key(state_key, journal.gen, name, log.sealed)
-            writes.append((key, encode_chunk(items)))
+            chunks.append((name, log.sealed, encode_chunk(items)))
             log.sealed += 1
-    journal.recent = {str(k): r for k, r in journal.keys.tail}
+    journal.recent = _recent(journal.keys)
     journal.patches = 0
-    return writes
+    return chunks
 
 
 ChunkReader = Callable[[str, int], list[Any]]

@@ -1,9 +1,16 @@
 """The instance side of an agent: an Instance-shim handler running ``Agent.handle`` per task.
 
 Per invocation: refresh the state from the journal's version, return the recorded reply if the
-idempotency key is committed, else run ``handle`` on a copy, validate, commit ONE patch
-conditionally on the version read, and reply. A conflict means another writer moved the state:
-reload, and either return that writer's recorded reply for the key or fail; never fork.
+idempotency key is committed (refusing a key reused for a different request), else run
+``handle`` on a copy, validate, commit ONE patch conditionally on the version read, and reply.
+A conflict means another writer moved the state: reload, and either return that writer's
+recorded reply for the key or fail; never fork. A commit whose outcome the store left unknown
+is resolved by :class:`StateHandle` (re-read, look the key up), and what cannot be resolved is
+reported as a retryable error, so the client retries with the same key.
+
+Failures travel to the client as ``"<ErrorClass>: <text>"``. A retryable class there means the
+agent layer (reading or committing state) asks for a retry; a handler's own exception is never
+retried, so one of a retryable class is reported as ``"TaskFailedError: <ErrorClass>: <text>"``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pydantic import ValidationError
 from flame_agents._logging import get_logger
 from flame_agents.agent._agent import Agent
 from flame_agents.agent._envelope import ReplyEnvelope, decode_request
+from flame_agents.agent._journal import request_digest
 from flame_agents.agent._state import StateHandle
 from flame_agents.agent._store import CacheStore, StateStore
 from flame_agents.errors import (
@@ -89,6 +97,8 @@ class AgentHandler:
         self._state: StateHandle[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = _log.bind(agent=agent_type.__qualname__)
+        # The exception the handler raised in the current invocation (see on_task_invoke).
+        self._handler_error: BaseException | None = None
         self.session_id = ""
         self.app = ""
 
@@ -135,7 +145,13 @@ class AgentHandler:
         except Exception as exc:
             # The class name travels in the task message so the client raises the same class.
             text = exc.message if isinstance(exc, FlameAgentsError) else str(exc)
-            raise TaskFailedError(f"{type(exc).__name__}: {text}") from exc
+            name = type(exc).__name__
+            if exc is self._handler_error and getattr(exc, "retryable", False):
+                # The client retries a retryable class; a handler's failure it must not retry.
+                name = f"{TaskFailedError.__name__}: {name}"
+            raise TaskFailedError(f"{name}: {text}") from exc
+        finally:
+            self._handler_error = None
 
     def on_session_leave(self) -> None:
         try:
@@ -171,32 +187,33 @@ class AgentHandler:
             request = self.agent_type.request_type.model_validate(request_json)
         except ValidationError as exc:
             raise InvalidArgumentError(f"invalid request: {exc}") from exc
+        digest = request_digest(request.model_dump(mode="json"))
         state.refresh()
-        found, recorded = state.lookup(key)
-        if found:
+        recorded = state.recorded(key, request=digest)
+        if recorded is not None:
             log.info("replayed recorded reply", key=key, version=state.version)
-            return self._envelope(recorded, replayed=True, schema=schema)
+            return self._envelope(recorded.reply, replayed=True, schema=schema)
         work = state.working_copy()
-        reply = self._call(agent.handle, request, work)
+        self._handler_error = None
+        try:
+            reply = self._call(agent.handle, request, work)
+        except BaseException as exc:
+            self._handler_error = exc
+            raise
         if not isinstance(reply, self.agent_type.reply_type):
             raise TaskFailedError(
                 f"{self.agent_type.__qualname__}.handle returned {type(reply).__name__}, "
                 f"expected {self.agent_type.reply_type.__name__}"
             )
         reply_json = reply.model_dump(mode="json")
-        try:
-            version = state.commit(work, idempotency_key=key, reply=reply_json)
-        except CommitConflictError:
-            # Another writer moved the state. If it committed this very key (a duplicate
-            # delivery), its reply is the answer; otherwise ours must not land on top of it.
-            state.load()
-            found, recorded = state.lookup(key)
-            if found:
-                log.info("conflict resolved by recorded reply", key=key)
-                return self._envelope(recorded, replayed=True, schema=schema)
-            log.warning("commit rejected: state moved", key=key, version=state.version)
-            raise
-        log.info("invocation committed", key=key, version=version)
+        # Another writer may have moved the state: if it committed this very key (a duplicate
+        # delivery), its reply is the answer (replayed); otherwise CommitConflictError, and ours
+        # does not land on top of it.
+        committed = state.commit(work, idempotency_key=key, reply=reply_json, request=digest)
+        if committed.replayed:
+            log.info("commit resolved by recorded reply", key=key, version=committed.version)
+            return self._envelope(committed.reply, replayed=True, schema=schema)
+        log.info("invocation committed", key=key, version=committed.version)
         return self._envelope(reply_json, replayed=False, schema=schema)
 
     def _envelope(
@@ -222,12 +239,7 @@ class AgentHandler:
             return
         work = state.working_copy()
         self._call(hook, work)
-        try:
-            state.commit(work, idempotency_key=key, reply=None)
-        except CommitConflictError:
-            state.load()
-            if not state.lookup(key)[0]:
-                raise
+        state.commit(work, idempotency_key=key, reply=None)  # resolves conflicts on the key
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         result = fn(*args)

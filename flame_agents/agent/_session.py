@@ -29,7 +29,7 @@ from flame_agents.agent._envelope import (
 )
 from flame_agents.agent._retry import RetryPolicy
 from flame_agents.agent._schema_model import model_from_schema
-from flame_agents.agent._state import StateHandle, initial_base
+from flame_agents.agent._state import StateHandle, create_state, delete_state
 from flame_agents.agent._store import CacheStore
 from flame_agents.errors import (
     FlameAgentsError,
@@ -177,8 +177,7 @@ class AgentSession(Generic[C]):
     def _abandon(self) -> None:
         with contextlib.suppress(FlameAgentsError):
             self._session.close()
-        with contextlib.suppress(FlameAgentsError):
-            cache.delete_objects(self.ref.key, endpoint=self.ref.endpoint)
+        delete_state(CacheStore(self.ref.endpoint), self.ref.key)
 
     def _resolve_reply_model(self, envelope: ReplyEnvelope) -> type[BaseModel]:
         """The reply class: given, imported by the name the agent recorded, or rebuilt from the
@@ -207,17 +206,16 @@ class AgentSession(Generic[C]):
             ctx = self.context_type()
         sid = session_id or _session_id(app)
         self._created = True
-        ref = cache.put_raw(f"{app}/{sid}", initial_base(ctx))
+        store = CacheStore()
+        key = create_state(store, f"{app}/{sid}", ctx)
+        ref = cache.ObjectRef(str(store.endpoint), key, 1)
         try:
             return core.create_session(
                 app, common_data=ref.encode(), session_id=sid, max_instances=max_instances
             )
         except FlameAgentsError:
-            # No session will ever reference the object: do not leave it behind.
-            try:
-                cache.delete_objects(ref.key, endpoint=ref.endpoint)
-            except FlameAgentsError as exc:
-                _log.warning("could not delete orphan state", key=ref.key, error=str(exc))
+            # No session will ever reference the object: do not leave it (or its chunks) behind.
+            delete_state(store, key)
             raise
 
     def id(self) -> str:

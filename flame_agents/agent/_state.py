@@ -4,11 +4,18 @@
 client's ``context()``: there is exactly one implementation of how state is read and written.
 Every write is conditional on the version it was computed from, so a writer whose state moved
 underneath it is rejected instead of forking the history.
+
+A commit whose store call fails without saying whether the write landed (a network error after
+the server applied it) is resolved, never guessed: the state is re-read and the idempotency key
+looked up. Committed: the commit succeeded. Not committed and the state unchanged: the commit is
+written again. Otherwise the caller gets a retryable error, and a retry with the same key either
+finds the key or runs the invocation. A turn that took effect is never reported as failed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic_core import PydanticSerializationError
@@ -22,6 +29,7 @@ from flame_agents.agent._journal import (
     HistoryLog,
     Journal,
     Patch,
+    Recorded,
     chunk_key,
     decode_base,
     decode_chunk,
@@ -37,14 +45,30 @@ from flame_agents.errors import (
     CommitConflictError,
     ContextValidationError,
     FlameAgentsError,
+    InvalidArgumentError,
+    LimitExceededError,
+    NotFoundError,
+    RetryableError,
 )
 
-__all__ = ["DEFAULT_COMPACT_EVERY", "StateHandle", "initial_base"]
+__all__ = [
+    "DEFAULT_COMPACT_EVERY",
+    "Committed",
+    "StateHandle",
+    "create_state",
+    "delete_state",
+    "initial_base",
+]
 
 C = TypeVar("C", bound=ContextModel)
 _MISSING = object()
 #: A new base is written after this many patches, bounding what a reader must apply.
 DEFAULT_COMPACT_EVERY = 64
+#: Writes of one patch whose outcome stayed unknown while the state did not move, before the
+#: commit gives up with a retryable error (the store answers reads but keeps failing writes).
+COMMIT_ATTEMPTS = 3
+#: Store errors that are a definite refusal made before anything was written: no resolving.
+_REFUSED = (InvalidArgumentError, LimitExceededError, NotFoundError)
 
 log = get_logger(__name__)
 
@@ -55,13 +79,75 @@ def _history_json(ctx: ContextModel) -> dict[str, list[Any]]:
     return dumped
 
 
-def initial_base(ctx: ContextModel, *, chunk: int = DEFAULT_CHUNK) -> bytes:
-    """Base bytes of a new session whose context starts as ``ctx`` (validated first)."""
+def _initial_journal(ctx: ContextModel, chunk: int) -> Journal:
     type(ctx).validate_state(ctx.model_dump(), what="initial context")
-    journal = new_journal(
+    return new_journal(
         ctx.scalar_state(), _history_json(ctx), schema=type(ctx).schema_version, chunk=chunk
     )
-    return encode_base(journal)
+
+
+def initial_base(ctx: ContextModel, *, chunk: int = DEFAULT_CHUNK) -> bytes:
+    """Base bytes of a new state whose context starts as ``ctx`` (validated first), unsealed.
+
+    Its histories stay whole in the base until the first compaction; sessions are created with
+    :func:`create_state`, which seals them at once.
+    """
+    return encode_base(_initial_journal(ctx, chunk))
+
+
+def create_state(
+    store: StateStore, prefix: str, ctx: ContextModel, *, chunk: int = DEFAULT_CHUNK
+) -> str:
+    """Store the state object of a new session under ``prefix``; returns its key.
+
+    The initial histories are sealed into chunks as a compaction seals them, so the base holds
+    less than a chunk's worth of each history from the start, whatever ``ctx`` holds. The base
+    goes first (the store names the object, and chunk keys derive from that name), then its
+    chunks: nobody knows the key before this returns, so no reader sees the base without them.
+    """
+    journal = _initial_journal(ctx, chunk)
+    chunks = seal(journal)
+    key = store.create(prefix, encode_base(journal))
+    try:
+        for log_name, index, data in chunks:
+            store.write(chunk_key(key, journal.gen, log_name, index), data)
+    except BaseException:
+        delete_state(store, key)
+        raise
+    return key
+
+
+def delete_state(store: StateStore, key: str) -> None:
+    """Delete a state object that no session references, and its chunks (best effort).
+
+    For cleaning up after a session that could not be created; logs what it could not delete.
+    """
+    try:
+        fetched = store.fetch(key)
+        keys: list[str] = []
+        if fetched.base is not None:
+            journal = decode_base(fetched.base, version=fetched.base_version)
+            logs = [*journal.histories.items(), (KEYS_LOG, journal.keys)]
+            for name, hlog in logs:
+                keys += [chunk_key(key, journal.gen, name, i) for i in range(hlog.sealed)]
+        for target in [*keys, key]:
+            store.delete(target)
+    except FlameAgentsError as exc:
+        log.warning("could not delete orphan state", key=key, error=str(exc))
+
+
+@dataclass(frozen=True)
+class Committed:
+    """What :meth:`StateHandle.commit` did."""
+
+    version: int
+    """The state version after the commit."""
+    reply: Any
+    """The reply recorded for the idempotency key (ours, or an earlier delivery's)."""
+    replayed: bool
+    """True when the key turned out committed already (a write of ours whose outcome was
+    unknown and that had landed, or a duplicate delivery another writer committed first); the
+    reply is the recorded one."""
 
 
 class StateHandle(Generic[C]):
@@ -164,19 +250,43 @@ class StateHandle(Generic[C]):
 
     def lookup(self, idempotency_key: str) -> tuple[bool, Any]:
         """``(True, reply JSON)`` when ``idempotency_key`` is committed, else ``(False, None)``."""
+        found = self.recorded(idempotency_key)
+        return (False, None) if found is None else (True, found.reply)
+
+    def recorded(self, idempotency_key: str, *, request: str | None = None) -> Recorded | None:
+        """What ``idempotency_key`` recorded when it is committed, else None.
+
+        With ``request`` (a :func:`~flame_agents.agent._journal.request_digest`), a key that
+        was committed with a different request raises :class:`InvalidArgumentError`: a key
+        names one invocation, and its retries send the same request.
+        """
         journal = self.journal
-        if idempotency_key in journal.recent:
-            return True, journal.recent[idempotency_key]
-        gen, loaded = self._sealed_loaded
-        if gen != journal.gen:
-            self._sealed_keys, loaded = {}, 0
-        for index in range(loaded, journal.keys.sealed):
-            for item_key, reply in self._read_chunk(journal.gen, KEYS_LOG, index):
-                self._sealed_keys[str(item_key)] = reply
-        self._sealed_loaded = (journal.gen, journal.keys.sealed)
-        if idempotency_key in self._sealed_keys:
-            return True, self._sealed_keys[idempotency_key]
-        return False, None
+        found = journal.recent.get(idempotency_key)
+        if found is None:
+            gen, loaded = self._sealed_loaded
+            if gen != journal.gen:
+                self._sealed_keys, loaded = {}, 0
+            for index in range(loaded, journal.keys.sealed):
+                for entry in self._read_chunk(journal.gen, KEYS_LOG, index):
+                    item_key, item = Recorded.from_entry(entry)
+                    self._sealed_keys[item_key] = item
+            self._sealed_loaded = (journal.gen, journal.keys.sealed)
+            found = self._sealed_keys.get(idempotency_key)
+        if found is not None and None not in (request, found.request) and request != found.request:
+            raise InvalidArgumentError(
+                f"idempotency key {idempotency_key!r} was already used by a different request "
+                f"in this session (state {self.key}); give each invocation its own key and "
+                "reuse a key only to retry the invocation it names",
+                idempotency_key=idempotency_key,
+                state_key=self.key,
+            )
+        return found
+
+    def committed_keys(self) -> list[str]:
+        """Every committed idempotency key, in commit order (reads every sealed key chunk)."""
+        journal = self.journal
+        entries = full_log(journal, KEYS_LOG, lambda n, i: self._read_chunk(journal.gen, n, i))
+        return [Recorded.from_entry(entry)[0] for entry in entries]
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -214,12 +324,18 @@ class StateHandle(Generic[C]):
         )
         return True
 
-    def commit(self, work: C, *, idempotency_key: str, reply: Any) -> int:
+    def commit(
+        self, work: C, *, idempotency_key: str, reply: Any, request: str | None = None
+    ) -> Committed:
         """Commit ``work`` (a :meth:`working_copy` after the handler ran) as one patch.
 
-        Raises :class:`ContextValidationError` when ``work`` is invalid and
-        :class:`CommitConflictError` when the state moved since it was read; in both cases
-        the stored state is unchanged. Returns the new version.
+        ``request`` is the digest of the request (recorded with the key). Raises
+        :class:`ContextValidationError` when ``work`` is invalid and
+        :class:`CommitConflictError` when another writer moved the state and did not commit
+        ``idempotency_key``; in both cases the stored state is unchanged. When the store fails
+        without saying whether the patch landed, the outcome is resolved by re-reading (see the
+        module docstring); :class:`RetryableError` when it cannot be, so the caller retries with
+        the same key.
         """
         before = self.context()
         journal = self.journal
@@ -232,26 +348,111 @@ class StateHandle(Generic[C]):
             reply=reply,
             set={k: v for k, v in scalars.items() if self._scalars.get(k, _MISSING) != v},
             append=appended,
+            request=request,
         )
-        version = self.store.append(self.key, encode_patch(patch), expected_version=journal.version)
-        if version != journal.version + 1:
-            # A store without conditional commits let another write in first: ours was ignored
-            # by readers (Journal.apply) unless it is the one that landed.
-            self.load()
-            found, _ = self.lookup(idempotency_key)
-            if not found:
-                raise CommitConflictError(
-                    f"state of {self.key} moved during the commit (expected version "
-                    f"{journal.version + 1}, got {version})",
+        data = encode_patch(patch)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                version = self.store.append(self.key, data, expected_version=journal.version)
+            except CommitConflictError:
+                # A definite refusal: nothing of ours landed, another writer moved the state.
+                return self._after_conflict(idempotency_key, request)
+            except _REFUSED:
+                raise
+            except FlameAgentsError as exc:
+                resolved = self._after_unknown(idempotency_key, request, journal.version, exc)
+                if resolved is not None:
+                    return resolved
+                # Not committed and the state did not move: the same patch is still the one.
+                log.warning(
+                    "commit outcome unknown: not committed, writing again",
                     key=self.key,
-                    version=version,
+                    idempotency_key=idempotency_key,
+                    attempt=attempt,
+                    error=str(exc),
                 )
-            return self.version
-        journal.apply(patch, version)
-        self._ctx, self._scalars = validated, scalars
-        if journal.patches >= self.compact_every:
-            self.compact()
-        return version
+                journal = self.journal
+                continue
+            if version != journal.version + 1:
+                # A store without conditional commits let another write in first: ours was
+                # ignored by readers (Journal.apply) unless it is the one that landed.
+                return self._after_conflict(idempotency_key, request)
+            journal.apply(patch, version)
+            self._ctx, self._scalars = validated, scalars
+            if journal.patches >= self.compact_every:
+                self.compact()
+            return Committed(version, reply, replayed=False)
+        raise RetryableError(
+            f"the commit of idempotency key {idempotency_key!r} to {self.key} failed "
+            f"{COMMIT_ATTEMPTS} times without landing (the state did not move); retry with "
+            "the same idempotency key",
+            key=self.key,
+            idempotency_key=idempotency_key,
+        )
+
+    def _after_conflict(self, idempotency_key: str, request: str | None) -> Committed:
+        """The state moved under our commit: the answer is the key's record, or a conflict."""
+        found = self._reread(idempotency_key, request, cause=None)
+        if found is not None:
+            return found
+        log.warning("commit rejected: state moved", key=self.key, version=self.version)
+        raise CommitConflictError(
+            f"state of {self.key} moved during the commit (another writer committed version "
+            f"{self.version}); the invocation did not take effect: invoke again to run it on "
+            "the new state",
+            key=self.key,
+            version=self.version,
+        )
+
+    def _after_unknown(
+        self, idempotency_key: str, request: str | None, expected: int, exc: FlameAgentsError
+    ) -> Committed | None:
+        """The store failed and may or may not have applied our patch: find out.
+
+        Returns the commit when the key is committed, None when it is not and the state is
+        still at ``expected`` (write the patch again); raises :class:`RetryableError` when the
+        state moved without our key or cannot be read.
+        """
+        found = self._reread(idempotency_key, request, cause=exc)
+        if found is not None:
+            log.info(
+                "commit outcome unknown: committed",
+                key=self.key,
+                idempotency_key=idempotency_key,
+                error=str(exc),
+            )
+            return found
+        if self.version == expected:
+            return None
+        raise RetryableError(
+            f"the commit of idempotency key {idempotency_key!r} to {self.key} did not take "
+            f"effect (the store failed: {exc}; another writer committed version "
+            f"{self.version} meanwhile); retry with the same idempotency key to run it again",
+            key=self.key,
+            idempotency_key=idempotency_key,
+        ) from exc
+
+    def _reread(
+        self, idempotency_key: str, request: str | None, *, cause: FlameAgentsError | None
+    ) -> Committed | None:
+        try:
+            self.load()
+            found = self.recorded(idempotency_key, request=request)
+        except InvalidArgumentError:
+            raise
+        except FlameAgentsError as exc:
+            # Whether the key committed is unknown, so neither success nor failure may be
+            # reported: a retry with the same key finds it, or runs the invocation.
+            raise RetryableError(
+                f"the outcome of the commit of idempotency key {idempotency_key!r} to "
+                f"{self.key} is unknown ({cause or 'conflict'}; re-reading the state failed: "
+                f"{exc}); retry with the same idempotency key",
+                key=self.key,
+                idempotency_key=idempotency_key,
+            ) from (cause or exc)
+        if found is None:
+            return None
+        return Committed(self.version, found.reply, replayed=True)
 
     def _delta(self, before: C, work: C) -> tuple[C, dict[str, Any], dict[str, list[Any]]]:
         cls = self.context_type
@@ -298,8 +499,8 @@ class StateHandle(Generic[C]):
         return True
 
     def _write_base(self, journal: Journal, *, expected_version: int) -> None:
-        for key, data in seal(journal, self.key):
-            self.store.write(key, data)
+        for log_name, index, data in seal(journal):
+            self.store.write(chunk_key(self.key, journal.gen, log_name, index), data)
         version = self.store.replace(
             self.key, encode_base(journal), expected_version=expected_version
         )

@@ -1,10 +1,11 @@
 """Where state objects live: the store protocol, the object-cache store and an in-memory one.
 
-The agent layer needs five operations from a store: create an object, fetch it (optionally only
+The agent layer needs these operations from a store: create an object, fetch it (optionally only
 what changed since a version), append a patch and replace the base *conditionally* on the
-current version, and write/read the immutable history chunks. :class:`CacheStore` maps them to
-the object cache's raw API; :class:`MemoryStore` keeps them in a dict for tests and in-process
-runs, with exactly the same version arithmetic.
+current version, write/read the immutable history chunks, and delete an object that no session
+will ever reference. :class:`CacheStore` maps them to the object cache's raw API;
+:class:`MemoryStore` keeps them in a dict for tests and in-process runs, with exactly the same
+version arithmetic.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from flame_agents.cache import ObjectRef, fetch_raw, patch_raw, put_raw, update_raw
+from flame_agents.cache import ObjectRef, delete_objects, fetch_raw, patch_raw, put_raw, update_raw
 from flame_agents.errors import CommitConflictError, ObjectNotFoundError
 
 __all__ = ["CacheStore", "Fetched", "MemoryStore", "StateStore"]
@@ -54,6 +55,10 @@ class StateStore(Protocol):
 
     def read(self, key: str) -> bytes:
         """The base bytes stored under ``key``."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Delete the object at ``key`` (nothing happens when there is none)."""
         ...
 
 
@@ -138,6 +143,10 @@ class MemoryStore:
         with self._lock:
             return self._get(key).base
 
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._objects.pop(key, None)
+
     def patch_count(self, key: str) -> int:
         """Patches currently stored on ``key`` (after the last compaction)."""
         with self._lock:
@@ -184,3 +193,6 @@ class CacheStore:
         if raw.base is None:
             raise ObjectNotFoundError(f"object {key} has no base", key=key)
         return raw.base
+
+    def delete(self, key: str) -> None:
+        delete_objects(key, endpoint=self.endpoint)

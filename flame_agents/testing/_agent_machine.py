@@ -7,7 +7,7 @@ dependency; ``flame_agents.testing.agents.AgentStateMachine`` imports it on firs
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -15,13 +15,30 @@ from pydantic import BaseModel
 
 from flame_agents.agent._agent import Agent
 from flame_agents.agent._context import ContextModel
+from flame_agents.agent._envelope import ReplyEnvelope, encode_request, error_from_message
+from flame_agents.agent._server import AgentHandler
+from flame_agents.agent._state import StateHandle
+from flame_agents.agent._store import MemoryStore, StateStore
+from flame_agents.errors import (
+    CacheError,
+    CommitConflictError,
+    FlameAgentsError,
+    InvalidArgumentError,
+    InvocationTimeoutError,
+    RuntimeUnavailableError,
+    TaskFailedError,
+)
+from flame_agents.testing._faults import Fault, FaultyStore, Op, SimulatedCrash
 from flame_agents.testing.agents import AgentHarness
 
 __all__ = ["AgentStateMachine"]
 
+_STORE_ERRORS = st.sampled_from([CacheError, RuntimeUnavailableError, InvocationTimeoutError])
+_WHEN = st.sampled_from(["before", "after"])
+
 
 class AgentStateMachine(RuleBasedStateMachine):
-    """Check an agent against a plain model of its context, with crashes and replays mixed in.
+    """Check an agent against a plain model of its context, under crashes, faults and races.
 
     Subclass it, set :attr:`agent`, implement :meth:`initial_model`, :meth:`apply_model` and
     :meth:`check`, and add ``@rule`` methods that call :meth:`step` with requests::
@@ -39,33 +56,73 @@ class AgentStateMachine(RuleBasedStateMachine):
             def check(self, ctx: CounterContext, model: list[int]) -> None:
                 assert list(ctx.added) == model
 
+            def requests(self) -> st.SearchStrategy[Add]:  # optional
+                return st.builds(Add, n=st.integers())
+
             @rule(n=st.integers())
             def add(self, n: int) -> None:
                 self.step(Add(n=n))
 
         TestCounter = CounterMachine.TestCase
 
-    The built-in rules crash the instance (a new one resumes from the store), replay an earlier
-    idempotency key (the recorded reply comes back and nothing changes), and leave gracefully.
-    Small chunks and a short compaction interval make every run cross sealing and compaction.
+    Every invocation travels as a client's does: through the instance's task handler and back
+    through the client's error mapping, retried with the same idempotency key when the error is
+    retryable, and re-delivered to a fresh instance when the instance died (as the runtime
+    re-dispatches the task of a dead instance). The built-in rules:
+
+    * crash the instance, or leave the session gracefully (a new instance resumes);
+    * replay an earlier key with its request: the recorded reply, and nothing changes;
+    * replay an earlier key with a *different* request: ``InvalidArgumentError``, nothing
+      changes (a key names one invocation; as with Stripe's and the IETF draft's idempotency
+      keys, reusing one for another request is refused, not answered with the old reply);
+    * send a request the handler fails on (:meth:`failing_requests`): the state is unchanged;
+    * fail the store before an operation, or after a write landed (the ambiguous case), on
+      commits, compactions and reads: the turn takes effect exactly once, or fails without
+      effect;
+    * crash the process at a store operation inside a commit or a compaction: the fresh
+      instance recovers the turn;
+    * a second writer commits between this instance's read and its commit, with another key or
+      with the same one (a duplicate delivery): the first writer gets ``CommitConflictError``
+      or the second writer's recorded reply; history never forks.
+
+    Invariants after every step: :meth:`check` holds between the stored context and the model,
+    and the journal's idempotency keys are exactly the keys of the turns that took effect, each
+    once and in order. A failure reported for a turn that took effect fails the machine.
+
+    The fault rules send requests drawn from :meth:`requests`, or earlier requests of
+    :meth:`step` when it is not overridden. Small chunks and a short compaction interval make
+    every run cross sealing and compaction. ``on_session_start`` runs once per session, and
+    ``on_session_end`` on leaves the machine does not model: keep :meth:`check` to what
+    ``handle`` does, or to what hooks do once (``on_session_start``).
     """
 
     agent: ClassVar[type[Agent[Any]]]
     chunk: ClassVar[int] = 3
     compact_every: ClassVar[int] = 4
+    #: Deliveries of one invocation (retries and re-dispatches) before the machine gives up.
+    max_deliveries: ClassVar[int] = 10
 
-    def __init__(self) -> None:
+    def __init__(self, store: StateStore | None = None) -> None:
         super().__init__()
+        #: The store the state lives in; the instance reaches it through :attr:`faults`.
+        self.store: StateStore = store if store is not None else self.make_store()
+        self.faults = FaultyStore(self.store)
         self.harness: AgentHarness[Any] = AgentHarness(
             self.agent,
             self.initial_context(),
+            store=self.faults,
             chunk=self.chunk,
             compact_every=self.compact_every,
         )
         self.model = self.initial_model()
+        #: ``(key, request, reply)`` of every turn that took effect, in order.
         self.history: list[tuple[str, BaseModel, Any]] = []
 
     # -- to implement -----------------------------------------------------------------------
+
+    def make_store(self) -> StateStore:
+        """The store the session lives in (default: in memory); see also ``__init__(store=)``."""
+        return MemoryStore()
 
     def initial_context(self) -> ContextModel:
         """The context the session starts with (default: the context model's defaults)."""
@@ -83,35 +140,284 @@ class AgentStateMachine(RuleBasedStateMachine):
         """Assert that the agent's context ``ctx`` matches ``model``."""
         raise NotImplementedError
 
-    # -- helpers and built-in rules ---------------------------------------------------------
+    def requests(self) -> st.SearchStrategy[BaseModel] | None:
+        """Requests the built-in rules send (default None: earlier requests of :meth:`step`)."""
+        return None
+
+    def failing_requests(self) -> st.SearchStrategy[BaseModel] | None:
+        """Requests whose handler raises (default None: that rule is skipped)."""
+        return None
+
+    # -- helpers ----------------------------------------------------------------------------
 
     def step(self, req: BaseModel) -> Any:
-        """Invoke the agent with a fresh key and check its reply against the model."""
+        """Invoke the agent with a fresh key and check its reply against the model.
+
+        Raises the error the client would get (rebuilt from the task's failure) when the turn
+        fails; the machine then checks that it took no effect.
+        """
         key = uuid.uuid4().hex
-        reply = self.harness.invoke(req, idempotency_key=key)
+        try:
+            reply = self.deliver(req, key)
+        except FlameAgentsError:
+            self._assert_not_committed(key)
+            raise
+        return self._took_effect(key, req, reply)
+
+    def deliver(self, req: BaseModel, key: str) -> Any:
+        """Send ``req`` under ``key`` as a client does; returns the validated reply.
+
+        A retryable error is retried with the same key (as ``RetryPolicy`` does); a dead
+        instance, or one that failed to enter the session, is replaced and the task delivered
+        again (as the runtime re-dispatches it). Other errors are raised as the client sees them.
+        """
+        data = encode_request(key, req.model_dump(mode="json"))
+        errors: list[str] = []
+        for attempt in range(self.max_deliveries):
+            try:
+                handler = self.harness.handler
+            except (FlameAgentsError, SimulatedCrash) as exc:
+                errors.append(f"enter: {exc!r}")
+                self.harness.crash()
+                continue
+            try:
+                output = handler.on_task_invoke(str(attempt), self.harness.session_id, data)
+            except SimulatedCrash as exc:
+                errors.append(repr(exc))
+                self.harness.crash()
+                continue
+            except TaskFailedError as exc:
+                error = error_from_message(exc.message)
+                if not error.retryable:
+                    raise error from exc
+                errors.append(repr(error))
+                continue
+            return self.agent.reply_type.model_validate(ReplyEnvelope.decode(output).reply)
+        raise AssertionError(
+            f"key {key} was not answered in {self.max_deliveries} deliveries: {errors}"
+        )
+
+    def stored(self) -> StateHandle[Any]:
+        """A fresh reader of the stored state (its reads bypass the injected faults)."""
+        return StateHandle(self.store, self.harness.key, self.harness.context_type)
+
+    def _took_effect(self, key: str, req: BaseModel, reply: Any) -> Any:
         expected = self.apply_model(self.model, req)
         if expected is not None:
             assert reply == expected, f"reply {reply!r} != model {expected!r}"
         self.history.append((key, req, reply))
         return reply
 
+    def _assert_not_committed(self, key: str) -> None:
+        assert self.stored().recorded(key) is None, f"a failure was reported for {key}, committed"
+
+    def _request(self, data: st.DataObject) -> BaseModel:
+        strategy = self.requests()
+        if strategy is None:
+            strategy = st.sampled_from([req for _, req, _ in self.history])
+        return data.draw(strategy, label="request")
+
+    def _can_send(self) -> bool:
+        return self.requests() is not None or bool(self.history)
+
+    def _send(self, req: BaseModel) -> None:
+        """One turn that may fail: it takes effect exactly once, or fails without effect."""
+        key = uuid.uuid4().hex
+        try:
+            reply = self.deliver(req, key)
+        except FlameAgentsError:
+            self._assert_not_committed(key)
+            return
+        self._took_effect(key, req, reply)
+
+    def _enter(self) -> None:
+        """Have an instance in the session (its on_session_start committed once per session)."""
+        if self.harness.handler is None:  # the property enters the session when there is none
+            raise AssertionError("the harness has no instance")
+
+    def _send_until_fired(self, data: st.DataObject, *faults: Fault) -> None:
+        """Send turns until ``faults`` went off (a compaction fault needs a compaction)."""
+        self._enter()  # first, so that the faults count only the turn's own operations
+        for fault in faults:
+            self.faults.inject(fault)
+        for _ in range(self.compact_every + 2):
+            self._send(self._request(data))
+            if not self.faults.pending:
+                break
+        self.faults.disarm()
+
+    # -- built-in rules ---------------------------------------------------------------------
+
     @rule()
     def crash_instance(self) -> None:
         """A new instance must resume from the stored state alone."""
         self.harness.crash()
+
+    @rule()
+    def leave_session(self) -> None:
+        """Leaving runs ``on_session_end``; the next instance resumes from the store."""
+        self.harness.leave()
 
     @precondition(lambda self: bool(self.history))
     @rule(pick=st.integers(min_value=0))
     def replay_earlier_key(self, pick: int) -> None:
         """A repeated key returns the recorded reply and changes nothing."""
         key, req, reply = self.history[pick % len(self.history)]
-        version = self.harness.state().version
-        assert self.harness.invoke(req, idempotency_key=key) == reply
-        assert self.harness.state().version == version
+        self._enter()
+        version = self.stored().version
+        assert self.deliver(req, key) == reply
+        assert self.stored().version == version
+
+    @precondition(lambda self: bool(self.history))
+    @rule(pick=st.integers(min_value=0), data=st.data())
+    def replay_key_with_another_request(self, pick: int, data: st.DataObject) -> None:
+        """A key reused for a different request is refused and changes nothing."""
+        key, req, _ = self.history[pick % len(self.history)]
+        other = self._request(data)
+        if other.model_dump(mode="json") == req.model_dump(mode="json"):
+            return
+        self._enter()
+        version = self.stored().version
+        try:
+            self.deliver(other, key)
+        except InvalidArgumentError as exc:
+            assert "already used by a different request" in exc.message
+        else:
+            raise AssertionError(f"key {key} reused for {other!r} was answered")
+        assert self.stored().version == version
+
+    @precondition(lambda self: self.failing_requests() is not None)
+    @rule(data=st.data())
+    def invoke_failing_request(self, data: st.DataObject) -> None:
+        """A request whose handler raises fails (not retried) and commits nothing."""
+        strategy = self.failing_requests()
+        assert strategy is not None
+        req = data.draw(strategy, label="failing request")
+        key = uuid.uuid4().hex
+        self._enter()
+        version = self.stored().version
+        try:
+            self.deliver(req, key)
+        except FlameAgentsError as exc:
+            assert not exc.retryable
+        else:
+            raise AssertionError(f"{req!r} was expected to fail")
+        self._assert_not_committed(key)
+        assert self.stored().version == version
+
+    @precondition(lambda self: self._can_send())
+    @rule(
+        data=st.data(),
+        op=st.sampled_from(["append", "fetch", "read", "write", "replace"]),
+        error=_STORE_ERRORS,
+        skip=st.integers(0, 2),
+    )
+    def store_fails_before_an_operation(
+        self, data: st.DataObject, op: Op, error: type[FlameAgentsError], skip: int
+    ) -> None:
+        """A store error before an operation (nothing written) never loses or doubles a turn."""
+        self._send_until_fired(data, Fault(op, "before", "error", error, skip))
+
+    @precondition(lambda self: self._can_send())
+    @rule(
+        data=st.data(),
+        op=st.sampled_from(["append", "write", "replace"]),
+        error=_STORE_ERRORS,
+        reread_fails=st.booleans(),
+    )
+    def store_fails_after_a_write_landed(
+        self, data: st.DataObject, op: Op, error: type[FlameAgentsError], reread_fails: bool
+    ) -> None:
+        """A store error after the write landed: the turn succeeds once, never reports failure.
+
+        With ``reread_fails``, the re-read that resolves a commit fails too: the client gets a
+        retryable error and its retry with the same key finds the turn committed.
+        """
+        faults = [Fault(op, "after", "error", error)]
+        if reread_fails and op == "append":
+            faults.append(Fault("fetch", "before", "error", error, skip=1))  # 1: the refresh
+        self._send_until_fired(data, *faults)
+
+    @precondition(lambda self: self._can_send())
+    @rule(data=st.data(), when=_WHEN)
+    def crash_inside_commit(self, data: st.DataObject, when: Literal["before", "after"]) -> None:
+        """The process dies at the commit's write (before or after it landed): a fresh instance
+        re-entering the session runs the turn, or finds it committed; once either way."""
+        self._send_until_fired(data, Fault("append", when, "crash"))
+
+    @precondition(lambda self: self._can_send())
+    @rule(
+        data=st.data(),
+        op=st.sampled_from(["write", "replace"]),
+        when=_WHEN,
+        skip=st.integers(0, 2),
+    )
+    def crash_inside_compaction(
+        self, data: st.DataObject, op: Op, when: Literal["before", "after"], skip: int
+    ) -> None:
+        """The process dies while compacting (between chunk writes, or at the new base): the
+        turn that triggered it is committed and the fresh instance answers it from the journal."""
+        self._send_until_fired(data, Fault(op, when, "crash", skip=skip))
+
+    @precondition(lambda self: self._can_send())
+    @rule(data=st.data(), same_key=st.booleans())
+    def second_writer_commits_first(self, data: st.DataObject, same_key: bool) -> None:
+        """Another instance commits between this one's read and its commit: never a fork.
+
+        With another key, this commit is rejected (``CommitConflictError``, no effect) and an
+        invoke again runs it on the new state. With the same key and request (a duplicate
+        delivery served twice), both answer the second writer's recorded reply.
+        """
+        req, key = self._request(data), uuid.uuid4().hex
+        other_req, other_key = (req, key) if same_key else (self._request(data), uuid.uuid4().hex)
+        outcome: dict[str, Any] = {}
+
+        def second_writer() -> None:
+            other = AgentHandler(
+                self.agent,
+                store_factory=lambda _endpoint: self.store,
+                compact_every=self.compact_every,
+            )
+            try:
+                other.enter(self.harness.session_id, self.harness.app, "second", self.harness.key)
+                data = encode_request(other_key, other_req.model_dump(mode="json"))
+                envelope = other.invoke(data, task_id="second")
+                outcome["reply"] = self.agent.reply_type.model_validate(envelope.reply)
+            except Exception as exc:  # reported below, outside the store call it runs in
+                outcome["error"] = exc
+            finally:
+                other.close()
+
+        self._enter()  # first: the race is with the turn's commit, not on_session_start's
+        self.faults.before_next("append", second_writer)
+        try:
+            reply = self.deliver(req, key)
+        except CommitConflictError:
+            reply = None
+        self.faults.disarm()
+        assert "error" not in outcome, f"the second writer failed: {outcome['error']!r}"
+        assert "reply" in outcome, "the second writer did not run"
+        self._took_effect(other_key, other_req, outcome["reply"])
+        if same_key:
+            assert reply == outcome["reply"], "a duplicate delivery answered differently"
+            return
+        assert reply is None, "a commit on a moved state was accepted"
+        self._assert_not_committed(key)
+        self._took_effect(key, req, self.deliver(req, key))  # invoked again: runs on the new state
+
+    # -- invariants -------------------------------------------------------------------------
 
     @invariant()
     def context_matches_model(self) -> None:
-        self.check(self.harness.context(), self.model)
+        """The stored context is the model's."""
+        self.check(self.stored().context(), self.model)
+
+    @invariant()
+    def every_turn_committed_once_in_order(self) -> None:
+        """The journal's keys are the turns that took effect, each once, in order: no fork."""
+        keys = [k for k in self.stored().committed_keys() if not k.startswith("~")]
+        assert keys == [key for key, _, _ in self.history]
 
     def teardown(self) -> None:
+        self.faults.disarm()
         self.harness.close()

@@ -1,11 +1,12 @@
 """Test helpers for agents: run one in-process with no runtime, and drive it with hypothesis.
 
 :class:`AgentHarness` runs an :class:`~flame_agents.Agent` through exactly the commit path its
-service process uses (the same handler, state journal and envelopes) against an in-memory store,
-so unit tests need no runtime. :class:`AgentStateMachine` is a hypothesis
-``RuleBasedStateMachine`` that checks an agent against a plain in-memory model of its context,
-while also crashing the instance, replaying idempotency keys and compacting along the way (it
-needs hypothesis, so it is imported on first use).
+service process uses (the same handler, state journal and envelopes) against an in-memory store
+(or any state store, such as the object cache's), so unit tests need no runtime.
+:class:`AgentStateMachine` is a hypothesis ``RuleBasedStateMachine`` that checks an agent against
+a plain in-memory model of its context, while crashing the instance (also inside commits and
+compactions), failing the store, replaying idempotency keys and racing a second writer along
+the way (it needs hypothesis, so it is imported on first use).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from flame_agents.agent._context import ContextModel
 from flame_agents.agent._envelope import encode_request
 from flame_agents.agent._journal import DEFAULT_CHUNK
 from flame_agents.agent._server import AgentHandler
-from flame_agents.agent._state import DEFAULT_COMPACT_EVERY, StateHandle, initial_base
-from flame_agents.agent._store import MemoryStore
+from flame_agents.agent._state import DEFAULT_COMPACT_EVERY, StateHandle, create_state
+from flame_agents.agent._store import MemoryStore, StateStore
 
 if TYPE_CHECKING:
     from flame_agents.testing._agent_machine import AgentStateMachine
@@ -35,7 +36,9 @@ class AgentHarness(Generic[C]):
     """One agent session served in-process: ``invoke`` and ``context`` like an AgentSession.
 
     ``chunk`` and ``compact_every`` default to the production values; tests make them small to
-    exercise sealing and compaction with few invocations.
+    exercise sealing and compaction with few invocations. ``store`` defaults to a fresh
+    in-memory store; the session's state object is created in it as ``AgentSession`` creates
+    one (initial histories sealed into chunks).
     """
 
     def __init__(
@@ -43,7 +46,7 @@ class AgentHarness(Generic[C]):
         agent: type[Agent[C]],
         ctx: C | None = None,
         *,
-        store: MemoryStore | None = None,
+        store: StateStore | None = None,
         session_id: str = "test-session",
         app: str = "test-agent",
         chunk: int = DEFAULT_CHUNK,
@@ -51,12 +54,12 @@ class AgentHarness(Generic[C]):
     ) -> None:
         self.agent = agent
         self.context_type: type[C] = agent.context_type  # type: ignore[assignment]
-        self.store = store or MemoryStore()
+        self.store: StateStore = store if store is not None else MemoryStore()
         self.session_id = session_id
         self.app = app
         self.compact_every = compact_every
         start = ctx if ctx is not None else self.context_type()
-        self.key = self.store.create(f"{app}/{session_id}", initial_base(start, chunk=chunk))
+        self.key = create_state(self.store, f"{app}/{session_id}", start, chunk=chunk)
         self._handler: AgentHandler | None = None
 
     @property

@@ -21,7 +21,12 @@ from flame_agents.agent import AgentSession, History
 from flame_agents.agent._state import StateHandle
 from flame_agents.agent._store import CacheStore
 from flame_agents.cache import ObjectRef, fetch_raw
-from flame_agents.errors import CommitConflictError, ContextValidationError, TaskFailedError
+from flame_agents.errors import (
+    CommitConflictError,
+    ContextValidationError,
+    InvalidArgumentError,
+    TaskFailedError,
+)
 from flame_agents.runtime.cache_journal import KIND_PATCH, read_journal
 from flame_agents.testing import LocalRuntime
 
@@ -70,14 +75,17 @@ def test_typed_round_trip_and_reopen_from_another_process(apps: LocalRuntime) ->
 
 
 def test_failures_leave_state_unchanged_and_keys_replay(apps: LocalRuntime) -> None:
-    """Handler errors and invalid contexts fail the call only; a repeated key replays."""
+    """Handler errors and invalid contexts fail the call only; a repeated key replays, and is
+    refused with a different request."""
     with AgentSession("chat", ctx=ChatContext(), agent=ChatAgent) as s:
         first = s.invoke(Ask(text="one"), idempotency_key="turn-1")
         with pytest.raises(TaskFailedError, match="ValueError: the handler exploded"):
             s.invoke(Ask(text="explode"))
         with pytest.raises(ContextValidationError):
             s.invoke(Ask(text="invalidate"))
-        assert s.invoke(Ask(text="ignored"), idempotency_key="turn-1") == first
+        assert s.invoke(Ask(text="one"), idempotency_key="turn-1") == first
+        with pytest.raises(InvalidArgumentError, match="already used by a different request"):
+            s.invoke(Ask(text="other"), idempotency_key="turn-1")
         ctx = s.context()
         assert ctx.turns == 1 and [m.text for m in ctx.messages] == ["one"]
 
