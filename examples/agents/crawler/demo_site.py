@@ -1,8 +1,14 @@
-"""A small local web site to crawl: ``pages`` linked pages served by http.server in a thread."""
+"""A small local web site to crawl: ``pages`` linked pages served by http.server in a thread.
+
+It counts the requests for each page (``served``), so a crawl can be checked for pages fetched
+more than once.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
@@ -25,6 +31,11 @@ class DemoSite:
 
     def __init__(self, *, pages: int = 30) -> None:
         self.pages = pages
+        self.served: Counter[str] = Counter()
+        """Requests received per page name (``page3.html``), answered or not."""
+        self.on_request: Callable[[str], None] | None = None
+        """Called with the page name before it is answered (a test may hold a request here)."""
+        self._lock = threading.Lock()
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +52,10 @@ class DemoSite:
                 if not 0 <= index < site.pages:
                     self.send_error(404)
                     return
+                with site._lock:
+                    site.served[name] += 1
+                if site.on_request is not None:
+                    site.on_request(name)
                 body = page_html(index, site.pages)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
