@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +34,38 @@ pytestmark = pytest.mark.e2e
 BEHAVE = SERVICES / "behave.py"
 
 
-def register_behave(name: str) -> None:
-    core.register_application(name, {"command": sys.executable, "arguments": [str(BEHAVE)]})
+@dataclass
+class Limited:
+    """A runtime started with non-default options, and a connection to it (not through the
+    environment: the module's two such runtimes are alive at once)."""
+
+    rt: LocalRuntime
+    conn: core.Connection
 
 
-# -- --max-task-attempts and --max-id-bytes ---------------------------------------------------
+@contextmanager
+def limited_runtime(*args: str) -> Iterator[Limited]:
+    """A runtime with ``args`` and the behave service registered as application ``behave``."""
+    with (
+        LocalRuntime(set_env=False, extra_args=[*args, "--prestart", "1"]) as rt,
+        core.connect(rt.endpoint) as conn,
+    ):
+        conn.register_application("behave", {"command": sys.executable, "arguments": [str(BEHAVE)]})
+        yield Limited(rt, conn)
 
 
 @pytest.fixture(scope="module")
-def one_attempt() -> Iterator[LocalRuntime]:
+def one_attempt() -> Iterator[Limited]:
     """A runtime that fails a task at its first instance loss and takes 16-byte session ids."""
-    args = ["--max-task-attempts", "1", "--max-id-bytes", "16", "--prestart", "1"]
-    with LocalRuntime(extra_args=args) as rt:
-        register_behave("behave")
-        yield rt
+    with limited_runtime("--max-task-attempts", "1", "--max-id-bytes", "16") as limited:
+        yield limited
 
 
 @pytest.fixture(scope="module")
-def four_attempts() -> Iterator[LocalRuntime]:
+def four_attempts() -> Iterator[Limited]:
     """A runtime that runs a task on four instances before failing it; 600-byte session ids."""
-    args = ["--max-task-attempts", "4", "--max-id-bytes", "600", "--prestart", "1"]
-    with LocalRuntime(extra_args=args) as rt:
-        register_behave("behave")
-        yield rt
+    with limited_runtime("--max-task-attempts", "4", "--max-id-bytes", "600") as limited:
+        yield limited
 
 
 def requeues(task: Any) -> list[str]:
@@ -67,10 +78,10 @@ def requeues(task: Any) -> list[str]:
     ]
 
 
-def test_one_task_attempt_fails_at_the_first_instance_loss(one_attempt: LocalRuntime) -> None:
+def test_one_task_attempt_fails_at_the_first_instance_loss(one_attempt: Limited) -> None:
     """--max-task-attempts 1: a task whose instance dies is failed at once (InstanceLostError,
     retryable), never run again; the session's next task runs on a fresh instance."""
-    with core.create_session("behave") as session:
+    with one_attempt.conn.create_session("behave") as session:
         with pytest.raises(InstanceLostError, match="instance lost 1 times") as lost:
             session.invoke(b"die")
         assert lost.value.retryable
@@ -79,9 +90,9 @@ def test_one_task_attempt_fails_at_the_first_instance_loss(one_attempt: LocalRun
         assert session.invoke(b"echo:after") == b"after|cd=<none>"
 
 
-def test_four_task_attempts_run_the_task_on_four_instances(four_attempts: LocalRuntime) -> None:
+def test_four_task_attempts_run_the_task_on_four_instances(four_attempts: Limited) -> None:
     """--max-task-attempts 4: a task is put back three times, then failed after four losses."""
-    with core.create_session("behave") as session:
+    with four_attempts.conn.create_session("behave") as session:
         with pytest.raises(InstanceLostError, match="instance lost 4 times"):
             session.invoke(b"die")
         (task,) = session.list_tasks()
@@ -92,28 +103,31 @@ def test_four_task_attempts_run_the_task_on_four_instances(four_attempts: LocalR
         ]
 
 
-def test_max_id_bytes_bounds_session_ids_in_utf8_bytes(one_attempt: LocalRuntime) -> None:
+def test_max_id_bytes_bounds_session_ids_in_utf8_bytes(one_attempt: Limited) -> None:
     """--max-id-bytes 16: ids of 16 UTF-8 bytes are taken, 17 bytes are refused naming the
     option, however many characters they are."""
+    conn = one_attempt.conn
     for sid in ("s" * 16, "é" * 8):
-        with core.create_session("behave", session_id=sid) as session:
+        with conn.create_session("behave", session_id=sid) as session:
             assert session.invoke(b"echo:x") == b"x|cd=<none>"
     for sid in ("s" * 17, "é" * 8 + "s"):
         with pytest.raises(InvalidArgumentError, match=r"the limit is 16 bytes \(--max-id-bytes\)"):
-            core.create_session("behave", session_id=sid)
-    assert not [s for s in core.list_sessions() if len(s.id.encode()) > 16]
+            conn.create_session("behave", session_id=sid)
+    assert not [s for s in conn.list_sessions() if len(s.id.encode()) > 16]
 
 
-def test_a_larger_max_id_bytes_takes_longer_ids(four_attempts: LocalRuntime) -> None:
+def test_a_larger_max_id_bytes_takes_longer_ids(four_attempts: Limited) -> None:
     """--max-id-bytes 600 takes a 600-byte id (the default, 512, refuses it); a context in the
     object cache still needs an id within the cache's key limit (200 bytes)."""
-    with core.create_session("behave", session_id="l" * 600) as session:
+    conn, cache_endpoint = four_attempts.conn, four_attempts.rt.cache_endpoint
+    with conn.create_session("behave", session_id="l" * 600) as session:
         assert session.invoke(b"echo:long") == b"long|cd=<none>"
     with pytest.raises(InvalidArgumentError, match=r"\(--max-id-bytes\)"):
-        core.create_session("behave", session_id="l" * 601)
-    assert cache.put_raw(f"behave/{'c' * MAX_COMPONENT_BYTES}", b"ctx").version == 1
+        conn.create_session("behave", session_id="l" * 601)
+    fits = f"behave/{'c' * MAX_COMPONENT_BYTES}"
+    assert cache.put_raw(fits, b"ctx", endpoint=cache_endpoint).version == 1
     with pytest.raises(InvalidArgumentError, match=f"longer than {MAX_COMPONENT_BYTES} bytes"):
-        cache.put_raw(f"behave/{'c' * (MAX_COMPONENT_BYTES + 1)}", b"ctx")
+        cache.put_raw(f"{fits}c", b"ctx", endpoint=cache_endpoint)
 
 
 # -- LocalRuntime(follow_process=False) -------------------------------------------------------
