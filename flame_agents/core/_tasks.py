@@ -49,6 +49,8 @@ _log = get_logger(__name__)
 
 _BACKOFF_START = 0.05
 _BACKOFF_MAX = 1.0
+_pause = time.sleep
+"""How the client waits between re-watches (a seam for tests that check the back-off)."""
 _FAILED_EVENT = int(TaskState.FAILED)
 
 
@@ -137,7 +139,7 @@ def watch_task(
             return
         _log.debug("watch_ended_early", session_id=session_id, task_id=task_id, state=task.state)
         pause = backoff if deadline is None else min(backoff, max(deadline - time.monotonic(), 0))
-        time.sleep(pause)
+        _pause(pause)
         backoff = min(backoff * 2, _BACKOFF_MAX)
 
 

@@ -43,6 +43,7 @@ from typing import TypeVar
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
+from flame_agents._wire.cache_aliases import retarget_ref
 from flame_agents._wire.failures import failure_message
 from flame_agents._wire.limits import DEFAULT_MAX_MESSAGE_BYTES
 from flame_agents.runtime import _store as st
@@ -87,6 +88,8 @@ class SchedulerOptions:
     log_dir: Path
     frontend_endpoint: str
     cache_endpoint: str | None
+    former_cache_endpoints: tuple[str, ...] = ()
+    """Endpoints earlier runs of this home's cache advertised: refs naming them are re-aimed."""
     max_instances: int = 64
     """Cap on live instances across all sessions."""
     bind_timeout: float = 30.0
@@ -488,9 +491,7 @@ class Scheduler:
                     app_name=app.name,
                     app=app.spec,
                     session_id=sess.id,
-                    common_data=(
-                        sess.row.spec.common_data if sess.row.spec.HasField("common_data") else None
-                    ),
+                    common_data=self._common_data(sess),
                     socket_dir=opts.socket_dir,
                     work_root=opts.work_root,
                     log_dir=opts.log_dir,
@@ -532,6 +533,16 @@ class Scheduler:
             sess.instances.discard(inst)
             self._forget_if_done(sess)
             self.reconcile()
+
+    def _common_data(self, sess: _Session) -> bytes | None:
+        """The session's common_data, a context ref re-aimed at the cache's current endpoint."""
+        if not sess.row.spec.HasField("common_data"):
+            return None
+        data = sess.row.spec.common_data
+        opts = self._opts
+        if opts.cache_endpoint is None:
+            return data
+        return retarget_ref(data, opts.former_cache_endpoints, opts.cache_endpoint)
 
     def _task_timeout(self, spec: types_pb2.ApplicationSpec) -> float | None:
         try:

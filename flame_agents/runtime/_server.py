@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +15,13 @@ import grpc.aio
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import fastpath, frontend_pb2_grpc
+from flame_agents._wire.cache_aliases import RefAliases
 from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_info
 from flame_agents.errors import ConfigError
 from flame_agents.runtime import _auth
 from flame_agents.runtime._apps import builtin_applications
 from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
-from flame_agents.runtime._home import HomeLayout, HomeLock
+from flame_agents.runtime._home import EndpointHistory, HomeLayout, HomeLock
 from flame_agents.runtime._malformed import MalformedRequestInterceptor
 from flame_agents.runtime._parent_watch import wait_for_exit
 from flame_agents.runtime._prestart import PrestartPool
@@ -87,24 +89,69 @@ class RuntimeOptions:
     power loss and OS crashes); off, acknowledged writes survive a kill of any process."""
 
 
-def _start_cache(layout: HomeLayout, opts: RuntimeOptions) -> object | None:
+def _port_is_free(host: str, port: int) -> bool:
+    """True if nothing listens on ``host:port`` (probed without SO_REUSEPORT, which gRPC sets:
+    a bind that shares the port with another server would split its connections)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _start_cache(layout: HomeLayout, opts: RuntimeOptions, previous_port: int) -> object | None:
     try:
         from flame_agents.runtime.cache_server import CacheServer
     except ImportError:  # the cache is optional for the Frontend to work
         _log.warning("object cache unavailable: flame_agents.runtime.cache_server not importable")
         return None
     limits = {} if opts.max_object_bytes is None else {"max_object_bytes": opts.max_object_bytes}
-    server = CacheServer(
-        layout.cache,
-        host=opts.host,
-        port=opts.cache_port,
-        token=opts.token,
-        tls=_auth.load_tls(opts.tls_cert, opts.tls_key),
-        fsync=opts.fsync,
-        **limits,
-    )
-    server.serve_in_background()
-    return server
+    ports = [opts.cache_port]
+    if opts.cache_port == 0 and previous_port and _port_is_free(opts.host, previous_port):
+        ports.insert(0, previous_port)  # the same address as before, so earlier refs still work
+    for port in ports:
+        try:
+            server = CacheServer(
+                layout.cache,
+                host=opts.host,
+                port=port,
+                token=opts.token,
+                tls=_auth.load_tls(opts.tls_cert, opts.tls_key),
+                fsync=opts.fsync,
+                **limits,
+            )
+        except OSError:
+            if port == ports[-1]:
+                raise
+            _log.info("previous cache port taken, picking another", port=port)
+            continue
+        server.serve_in_background()
+        return server
+    return None
+
+
+def _listen(server: grpc.aio.Server, opts: RuntimeOptions, previous_port: int) -> int:
+    """Add the Frontend's listening port (the previous run's when free); returns the port."""
+    tls = _auth.load_tls(opts.tls_cert, opts.tls_key)
+    ports = [opts.port]
+    if opts.port == 0 and previous_port and _port_is_free(opts.host, previous_port):
+        ports.insert(0, previous_port)
+    for port in ports:
+        try:
+            if tls is None:
+                bound = server.add_insecure_port(f"{opts.host}:{port}")
+            else:
+                credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
+                bound = server.add_secure_port(f"{opts.host}:{port}", credentials)
+        except RuntimeError as exc:
+            if port == ports[-1]:
+                raise OSError(f"cannot listen on {opts.host}:{port}: {exc}") from exc
+            continue
+        if bound != 0:
+            return bound
+    raise OSError(f"cannot listen on {opts.host}:{opts.port} (address in use?)")
 
 
 def _tighten_permissions(layout: HomeLayout) -> None:
@@ -143,8 +190,12 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
     store = Store(layout.db, fsync=opts.fsync)
     for name, spec in builtin_applications().items():
         store.put_app(name, spec)
-    cache = _start_cache(layout, opts)
+    history = EndpointHistory.load(layout)
+    cache = _start_cache(layout, opts, history.cache_port)
     cache_endpoint: str | None = getattr(cache, "endpoint", None)
+    former = history.former(cache_endpoint) if cache_endpoint else ()
+    if cache is not None:
+        cache.former_endpoints = former  # type: ignore[attr-defined]
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
@@ -162,16 +213,8 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
         ],
     )
     tls = _auth.load_tls(opts.tls_cert, opts.tls_key)
-    try:
-        if tls is None:
-            port = server.add_insecure_port(f"{opts.host}:{opts.port}")
-        else:
-            credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
-            port = server.add_secure_port(f"{opts.host}:{opts.port}", credentials)
-    except RuntimeError as exc:
-        raise OSError(f"cannot listen on {opts.host}:{opts.port}: {exc}") from exc
-    if port == 0:
-        raise OSError(f"cannot listen on {opts.host}:{opts.port} (address in use?)")
+    port = _listen(server, opts, history.frontend_port)
+    history.record(layout, frontend_port=port, cache_endpoint=cache_endpoint)
     # A wildcard listen address cannot be dialled by clients or instances: advertise loopback.
     advertised = "127.0.0.1" if opts.host in ("0.0.0.0", "", "::") else opts.host
     endpoint = f"{'https' if tls else 'http'}://{advertised}:{port}"
@@ -184,6 +227,7 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             log_dir=layout.logs,
             frontend_endpoint=endpoint,
             cache_endpoint=cache_endpoint,
+            former_cache_endpoints=former,
             max_instances=opts.max_instances,
             bind_timeout=opts.bind_timeout,
             max_concurrent_starts=opts.max_concurrent_starts or default_concurrent_starts(),
@@ -193,7 +237,12 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             max_message_bytes=opts.max_message_bytes,
         ),
     )
-    servicer = FrontendServicer(store, scheduler, max_id_bytes=opts.max_id_bytes)
+    servicer = FrontendServicer(
+        store,
+        scheduler,
+        max_id_bytes=opts.max_id_bytes,
+        refs=RefAliases(current=cache_endpoint or "", former=former),
+    )
     frontend_pb2_grpc.add_FrontendServicer_to_server(servicer, server)
     fastpath.add_to_server(servicer.RunTask, server)
     stop = asyncio.Event()
@@ -218,6 +267,7 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
                 cache_endpoint=cache_endpoint or "",
                 home=str(layout.home),
                 pid=os.getpid(),
+                former_cache_endpoints=former,
             )
         )
         _log.info(

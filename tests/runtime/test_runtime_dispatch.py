@@ -61,11 +61,14 @@ def test_none_input_and_output(fe: Frontend) -> None:
 
 
 def test_failure_text_reaches_watchers(fe: Frontend) -> None:
-    """A handler exception fails the task with event 3 carrying its text, on the watch stream."""
+    """A handler exception fails the task with event 3 carrying its class, text and frames."""
     fe.create_session("d-fail", APP)
     done = fe.run("d-fail", b"fail:the disk is on fire")
     assert done.status.state == types_pb2.Failed
-    assert (3, "the disk is on fire") in events(done)
+    failures = [text for code, text in events(done) if code == 3]
+    assert len(failures) == 1
+    assert failures[0].startswith("RuntimeError: the disk is on fire")
+    assert "behave.py" in failures[0] and "on_task_invoke" in failures[0]
     # The session keeps serving after a failed task.
     assert fe.run("d-fail", b"echo:ok").spec.output == b"ok|cd=<none>"
     s = fe.get_session("d-fail")
