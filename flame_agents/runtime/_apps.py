@@ -10,6 +10,7 @@ import stat
 import sys
 
 from flame_agents._wire import types_pb2
+from flame_agents.runtime import flmexec
 
 __all__ = [
     "DEFAULT_DELAY_RELEASE",
@@ -119,11 +120,22 @@ def working_directory_error(path: str) -> str | None:
 
 
 def builtin_applications() -> dict[str, types_pb2.ApplicationSpec]:
-    """Applications registered at every start-up: ``flmping`` (our Python ping service)."""
+    """Applications registered at start-up: ``flmping`` (our Python ping service) and
+    ``flmexec`` (our Python script executor, see :mod:`flame_agents.runtime.flmexec`)."""
     ping = types_pb2.ApplicationSpec(
         shim=types_pb2.Shim.Host,
         description="No-op ping service: echoes task input (built into the runtime)",
         command=sys.executable,
         arguments=["-m", "flame_agents.runtime.flmping"],
     )
-    return {"flmping": with_defaults(ping)}
+    execute = types_pb2.ApplicationSpec(
+        shim=types_pb2.Shim.Host,
+        description="The Flame Executor application, which is used to run scripts "
+        "(python and shell; built into the runtime)",
+        command=sys.executable,
+        arguments=["-m", "flame_agents.runtime.flmexec"],
+        schema=types_pb2.ApplicationSchema(
+            input=flmexec.INPUT_SCHEMA, output=flmexec.OUTPUT_SCHEMA
+        ),
+    )
+    return {"flmping": with_defaults(ping), "flmexec": with_defaults(execute)}

@@ -20,6 +20,7 @@ from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_in
 from flame_agents.errors import ConfigError
 from flame_agents.runtime import _auth
 from flame_agents.runtime._apps import builtin_applications
+from flame_agents.runtime._builtins import reconcile_builtins
 from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
 from flame_agents.runtime._home import EndpointHistory, HomeLayout, HomeLock
 from flame_agents.runtime._malformed import MalformedRequestInterceptor
@@ -188,8 +189,8 @@ async def serve(opts: RuntimeOptions) -> None:
 
 async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
     store = Store(layout.db, fsync=opts.fsync)
-    for name, spec in builtin_applications().items():
-        store.put_app(name, spec)
+    # A user's override or unregistration of a built-in survives the restart (see _builtins).
+    reconcile_builtins(store, layout.home, builtin_applications())
     history = EndpointHistory.load(layout)
     cache = _start_cache(layout, opts, history.cache_port)
     cache_endpoint: str | None = getattr(cache, "endpoint", None)
