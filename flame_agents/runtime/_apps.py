@@ -120,8 +120,10 @@ def working_directory_error(path: str) -> str | None:
 
 
 def builtin_applications() -> dict[str, types_pb2.ApplicationSpec]:
-    """Applications registered at start-up: ``flmping`` (our Python ping service) and
-    ``flmexec`` (our Python script executor, see :mod:`flame_agents.runtime.flmexec`)."""
+    """Applications registered at start-up: ``flmping`` (our Python ping service),
+    ``flmexec`` (our Python script executor, see :mod:`flame_agents.runtime.flmexec`) and
+    ``flmrun`` (flamepy's runner service on the runtime's interpreter; see
+    :mod:`flame_agents.runtime._installer` for its ``python`` installer)."""
     ping = types_pb2.ApplicationSpec(
         shim=types_pb2.Shim.Host,
         description="No-op ping service: echoes task input (built into the runtime)",
@@ -138,4 +140,16 @@ def builtin_applications() -> dict[str, types_pb2.ApplicationSpec]:
             input=flmexec.INPUT_SCHEMA, output=flmexec.OUTPUT_SCHEMA
         ),
     )
-    return {"flmping": with_defaults(ping), "flmexec": with_defaults(execute)}
+    runner = types_pb2.ApplicationSpec(
+        shim=types_pb2.Shim.Host,
+        description="Python runner template cloned by flamepy.runner.Runner: runs the "
+        "runner's uploaded package, installed by the python installer (built into the runtime)",
+        command=sys.executable,
+        arguments=["-m", "flamepy.runner.runpy"],
+        installer="python",
+    )
+    return {
+        "flmping": with_defaults(ping),
+        "flmexec": with_defaults(execute),
+        "flmrun": with_defaults(runner),
+    }

@@ -52,6 +52,13 @@ from flame_agents._wire.proctitle import APP_ENV, SESSION_ENV
 from flame_agents._wire.ready import READY_BYTE, READY_FD_ENV
 from flame_agents.runtime import _prestart
 from flame_agents.runtime._apps import working_directory_error
+from flame_agents.runtime._installer import (
+    BIND_INSTALL_FAILED,
+    Installed,
+    InstallError,
+    PackageRequest,
+    install,
+)
 from flame_agents.runtime._spawn import PipeReader, launch_argv, resolve_command
 
 __all__ = [
@@ -129,6 +136,11 @@ class LaunchSpec:
     visible_gpus: tuple[str, ...] | None = None
     """``CUDA_VISIBLE_DEVICES`` entries granted to the instance (empty: none); None leaves the
     variable as the runtime has it."""
+    apps_dir: Path | None = None
+    """Where the package installer keeps applications' packages (``<home>/apps``); None: the
+    ``apps`` folder beside ``work_root``."""
+    app_created: int = 0
+    """The application's registration time (ms): a new registration installs its package anew."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +192,8 @@ class InstanceProcess:
         """When the process started serving this instance (epoch ms; a spare: when it took the
         launch), None before."""
         self._log = _log.bind(executor_id=spec.executor_id, session_id=spec.session_id)
+        self._package: Installed | None = None
+        """What the application's installed package adds to the environment (see prepare)."""
 
     @property
     def pid(self) -> int | None:
@@ -210,6 +224,8 @@ class InstanceProcess:
             env["FLAME_CACHE_ENDPOINT"] = spec.cache_endpoint
         if "HOME" not in app_env:
             env["HOME"] = base.get("HOME", str(cwd))
+        if self._package is not None:
+            self._package.apply(env)
         if spec.visible_gpus is not None:
             # The runtime's accounting decides which GPUs an instance uses, over any app setting.
             env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.visible_gpus)
@@ -222,9 +238,39 @@ class InstanceProcess:
                 env[name] = str(tmp)
         return env
 
+    async def prepare(self) -> None:
+        """Install the application's package if its spec names an ``installer`` (once per
+        application and registration; see ``_installer``); raises BindError(10) on failure."""
+        spec = self.spec
+        if self._package is not None or not spec.app.installer:
+            return
+        try:
+            self._package = await install(
+                PackageRequest(
+                    app_name=spec.app_name,
+                    installer=spec.app.installer,
+                    url=spec.app.url or None,
+                    app_env={
+                        e.name: expand_vars(e.value, os.environ) for e in spec.app.environments
+                    },
+                    registered=spec.app_created,
+                    apps_dir=spec.apps_dir or spec.work_root.parent / "apps",
+                    own_cache=spec.cache_endpoint,
+                )
+            )
+        except InstallError as exc:
+            raise BindError(BIND_INSTALL_FAILED, str(exc)) from exc
+        except OSError as exc:  # the home's apps folder: full disk, permissions
+            raise BindError(
+                BIND_INSTALL_FAILED,
+                f"installing the package of application {spec.app_name} failed: {exc}",
+            ) from exc
+
     async def start(self) -> None:
         """Spawn the process (or hand the launch to a prestarted interpreter) and wait for its
-        socket; raises BindError(11) on failure."""
+        socket; raises BindError(10) if its package cannot be installed, BindError(11) if it
+        cannot start."""
+        await self.prepare()
         spec = self.spec
         cwd = Path(spec.app.working_directory) if spec.app.working_directory else self._scratch
         try:

@@ -501,9 +501,12 @@ class Scheduler:
                     stop_grace=opts.stop_grace,
                     visible_gpus=self._visible_gpus(inst),
                     max_message_bytes=opts.max_message_bytes,
+                    app_created=app.creation_time,
                 )
             )
             inst.task_timeout = self._task_timeout(app.spec)
+            # Installing the application's package can take minutes: not in a start slot.
+            await inst.process.prepare()
             async with self._starts:
                 if inst.release or sess.closed or self._stopping:
                     return  # no longer wanted while it waited for its turn
