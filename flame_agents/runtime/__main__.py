@@ -19,6 +19,7 @@ from flame_agents import _logging
 from flame_agents.errors import ConfigError, FlameAgentsError
 from flame_agents.runtime._auth import TOKEN_ENV
 from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES
+from flame_agents.runtime._options import SchedulingLimits
 from flame_agents.runtime._server import RuntimeOptions, serve
 from flame_agents.runtime.cache_server import DEFAULT_MAX_OBJECT_BYTES
 
@@ -208,13 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"flame-agents runtime: {exc}", file=sys.stderr)
         return 2
-    if token:
-        # Instances are clients of both servers: they inherit the token from the environment.
-        os.environ[TOKEN_ENV] = token
-    if args.tls_cert is not None and not os.environ.get("FLAME_CA_FILE"):
-        # Instances dial the advertised https:// and grpcs:// endpoints: let them trust this
-        # certificate (it is its own CA when self-signed).
-        os.environ["FLAME_CA_FILE"] = str(args.tls_cert.resolve())
     _interpreter_first_on_path()
     sys.stderr = cast(TextIO, _LossyStream(sys.stderr))
     _logging.configure(fmt=args.log_format, level=args.log_level)
@@ -223,13 +217,18 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         cache_port=args.cache_port,
-        max_instances=max(1, args.max_instances),
-        bind_timeout=args.bind_timeout,
-        max_concurrent_starts=(
-            None if args.max_concurrent_starts is None else max(1, args.max_concurrent_starts)
+        scheduling=SchedulingLimits(
+            max_instances=max(1, args.max_instances),
+            bind_timeout=args.bind_timeout,
+            max_concurrent_starts=(
+                None if args.max_concurrent_starts is None else max(1, args.max_concurrent_starts)
+            ),
+            bind_retry_limit=max(1, args.bind_retry_limit),
+            max_task_attempts=max(1, args.max_task_attempts),
+            task_timeout=(
+                args.task_timeout if args.task_timeout and args.task_timeout > 0 else None
+            ),
         ),
-        bind_retry_limit=max(1, args.bind_retry_limit),
-        max_task_attempts=max(1, args.max_task_attempts),
         token=token,
         insecure=args.insecure,
         tls_cert=args.tls_cert,
@@ -237,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         max_message_bytes=max(1024, args.max_message_bytes),
         max_id_bytes=max(1, args.max_id_bytes),
         max_object_bytes=max(1, args.max_object_bytes),
-        task_timeout=args.task_timeout if args.task_timeout and args.task_timeout > 0 else None,
         prestart=max(0, args.prestart),
         exit_with_pid=args.exit_with_pid,
         fsync=args.fsync,

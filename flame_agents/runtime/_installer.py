@@ -54,7 +54,7 @@ import sysconfig
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -116,6 +116,8 @@ class PackageRequest:
     """``<home>/apps``."""
     own_cache: str | None
     """The runtime's cache endpoint: the only one its token is sent to."""
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    """The token and CA variables the runtime gives its instances (see ``_package_fetch``)."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +200,13 @@ async def _install(req: PackageRequest, release: Path, log_path: Path) -> tuple[
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"== {stamp} installing {url} into {release}\n")
         try:
-            got = fetch(url, release / "package", own_cache=req.own_cache, timeout=FETCH_TIMEOUT)
+            got = fetch(
+                url,
+                release / "package",
+                own_cache=req.own_cache,
+                timeout=FETCH_TIMEOUT,
+                credentials=req.credentials,
+            )
             src = release / "src"
             unpack(got, src)
         except FetchError as exc:

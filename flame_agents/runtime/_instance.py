@@ -50,7 +50,7 @@ from flame_agents._wire.limits import (
 )
 from flame_agents._wire.proctitle import APP_ENV, SESSION_ENV
 from flame_agents._wire.ready import READY_BYTE, READY_FD_ENV
-from flame_agents.runtime import _prestart
+from flame_agents.config import TOKEN_ENV
 from flame_agents.runtime._apps import working_directory_error
 from flame_agents.runtime._installer import (
     BIND_INSTALL_FAILED,
@@ -59,12 +59,14 @@ from flame_agents.runtime._installer import (
     PackageRequest,
     install,
 )
+from flame_agents.runtime._prestart import PrestartPool, launch_target
 from flame_agents.runtime._spawn import PipeReader, launch_argv, resolve_command
 
 __all__ = [
     "BIND_ENTER_FAILED",
     "BIND_PROCESS_FAILED",
     "BindError",
+    "InstanceCredentials",
     "InstanceLost",
     "InstanceProcess",
     "LaunchSpec",
@@ -116,6 +118,24 @@ class TaskTimeout(Exception):
 
 
 @dataclass(frozen=True)
+class InstanceCredentials:
+    """What an instance needs to reach the runtime's servers, set in its environment (the
+    runtime's own environment is left as it is)."""
+
+    token: str | None = None
+    """The servers' shared token (``FLAME_AGENTS_TOKEN``), or None when they need none."""
+    ca_file: Path | None = None
+    """A certificate the servers' TLS chains to (``FLAME_CA_FILE``), or None to inherit."""
+
+    def environment(self) -> dict[str, str]:
+        """The variables to set."""
+        env = {} if self.token is None else {TOKEN_ENV: self.token}
+        if self.ca_file is not None:
+            env["FLAME_CA_FILE"] = str(self.ca_file)
+        return env
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """Everything needed to start one instance of an application for one session."""
 
@@ -141,6 +161,8 @@ class LaunchSpec:
     ``apps`` folder beside ``work_root``."""
     app_created: int = 0
     """The application's registration time (ms): a new registration installs its package anew."""
+    credentials: InstanceCredentials = InstanceCredentials()
+    """Token and CA the instance gets in its environment."""
 
 
 @dataclass(frozen=True)
@@ -173,8 +195,10 @@ def describe_exit(returncode: int | None) -> str:
 class InstanceProcess:
     """One service process bound to one session, driven over its Unix socket."""
 
-    def __init__(self, spec: LaunchSpec) -> None:
+    def __init__(self, spec: LaunchSpec, *, prestart: PrestartPool | None = None) -> None:
+        """``prestart``: the pool a launch of the runtime's own Python may take a spare from."""
         self.spec = spec
+        self._prestart = prestart
         self.socket_path = spec.socket_dir / f"{spec.executor_id}.sock"
         self._proc: asyncio.subprocess.Process | None = None
         self._exit_waiter: asyncio.Task[int] | None = None
@@ -210,6 +234,7 @@ class InstanceProcess:
     def _environment(self, cwd: Path) -> dict[str, str]:
         spec = self.spec
         base = dict(os.environ)
+        base.update(spec.credentials.environment())
         env = dict(base)
         app_env = {e.name: expand_vars(e.value, base) for e in spec.app.environments}
         env.update(app_env)
@@ -256,6 +281,7 @@ class InstanceProcess:
                     registered=spec.app_created,
                     apps_dir=spec.apps_dir or spec.work_root.parent / "apps",
                     own_cache=spec.cache_endpoint,
+                    credentials=spec.credentials.environment(),
                 )
             )
         except InstallError as exc:
@@ -310,8 +336,8 @@ class InstanceProcess:
         finally:
             if self._ready is not None:
                 self._ready.close()
-            if self.prestarted and (pool := _prestart.active_pool()) is not None:
-                pool.launched()
+            if self.prestarted and self._prestart is not None:
+                self._prestart.launched()
 
     async def _spawn(
         self,
@@ -360,10 +386,10 @@ class InstanceProcess:
         err_path: Path,
     ) -> bool:
         """Hand the launch to a warm prestarted interpreter; False when none can take it."""
-        pool = _prestart.active_pool()
+        pool = self._prestart
         if pool is None:
             return False
-        target = _prestart.launch_target(exe, args, cwd=cwd)
+        target = launch_target(exe, args, cwd=cwd)
         if target is None:
             return False
         key = (exe, tuple(args), str(cwd), env.get("PYTHONPATH"))

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
@@ -64,8 +65,19 @@ def is_own_cache(url: str, own_cache: str | None) -> bool:
         return False
 
 
-def fetch(url: str, folder: Path, *, own_cache: str | None, timeout: float) -> Path:
-    """Fetch ``url`` into ``folder`` (created); return the path of the file (or folder) got."""
+def fetch(
+    url: str,
+    folder: Path,
+    *,
+    own_cache: str | None,
+    timeout: float,
+    credentials: Mapping[str, str] | None = None,
+) -> Path:
+    """Fetch ``url`` into ``folder`` (created); return the path of the file (or folder) got.
+
+    ``credentials``: the token and CA variables the runtime gives its instances (over the
+    runtime's own environment).
+    """
     parsed = urllib.parse.urlparse(url)
     scheme = parsed.scheme.lower()
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,7 +87,8 @@ def fetch(url: str, folder: Path, *, own_cache: str | None, timeout: float) -> P
     if scheme in ("http", "https"):
         _download(url, dest, timeout=timeout)
     elif scheme in ("grpc", "grpcs"):
-        _from_cache(url, dest, own=is_own_cache(url, own_cache), timeout=timeout)
+        env = {**os.environ, **(credentials or {})}
+        _from_cache(url, dest, own=is_own_cache(url, own_cache), timeout=timeout, env=env)
     else:
         raise FetchError(
             f"unsupported url scheme {parsed.scheme!r} in {url!r}: use one of "
@@ -107,7 +120,7 @@ def _download(url: str, dest: Path, *, timeout: float) -> None:
         raise FetchError(f"downloading {url} failed: {reason}") from exc
 
 
-def _from_cache(url: str, dest: Path, *, own: bool, timeout: float) -> None:
+def _from_cache(url: str, dest: Path, *, own: bool, timeout: float, env: Mapping[str, str]) -> None:
     parsed = urllib.parse.urlparse(url)
     key = urllib.parse.unquote(parsed.path).lstrip("/")
     if not key:
@@ -115,11 +128,11 @@ def _from_cache(url: str, dest: Path, *, own: bool, timeout: float) -> None:
     tls = parsed.scheme.lower() == "grpcs"
     location = f"{'grpc+tls' if tls else 'grpc'}://{parsed.netloc}"
     kwargs: dict[str, object] = {}
-    ca_file = os.environ.get("FLAME_CA_FILE")
+    ca_file = env.get("FLAME_CA_FILE")
     if tls and ca_file:
         kwargs["tls_root_certs"] = Path(ca_file).read_bytes()
     headers = []
-    token = os.environ.get(TOKEN_ENV)
+    token = env.get(TOKEN_ENV)
     if own and token:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     options = flight.FlightCallOptions(timeout=timeout, headers=headers)

@@ -35,7 +35,7 @@ from flame_agents._wire.ready import READY_FD_ENV
 from flame_agents.runtime._spare import BOOT
 from flame_agents.runtime._spawn import PipeReader, launch_argv
 
-__all__ = ["LaunchTarget", "PrestartPool", "Spare", "active_pool", "launch_target"]
+__all__ = ["LaunchTarget", "PrestartPool", "Spare", "launch_target"]
 
 _log = get_logger(__name__)
 
@@ -63,14 +63,6 @@ _STARTUP_ENV_PREFIXES = (
 )
 """Variables that shape an interpreter at start-up or modules at import: a spare started with
 one set of them cannot stand in for a launch with another."""
-
-_active: PrestartPool | None = None
-
-
-def active_pool() -> PrestartPool | None:
-    """The runtime's running pool, if any (the launcher asks it for spares)."""
-    return _active
-
 
 @dataclass(frozen=True)
 class LaunchTarget:
@@ -212,19 +204,14 @@ class PrestartPool:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Become the active pool and start filling it (returns at once)."""
-        global _active
+        """Start filling the pool (returns at once)."""
         if self.size == 0:
             return
-        _active = self
         self._fill()
 
     async def stop(self) -> None:
         """Stop every spare (and any being started) and wait for them to exit."""
-        global _active
         self._stopping = True
-        if _active is self:
-            _active = None
         if self._refill is not None:
             self._refill.cancel()
         for task in list(self._tasks):

@@ -10,8 +10,9 @@ from typing import Any
 from flame_agents._wire import types_pb2
 from flame_agents._wire.executor_process import ExecutorProcess, add_executor_process
 from flame_agents.runtime._resources import Ledger, resolved_spec
+from flame_agents.runtime._rows import AppRow, EventRow, SessionRow, TaskRow
 from flame_agents.runtime._scheduler import ExecutorView
-from flame_agents.runtime._store import AppRow, EventRow, SessionRow, TaskRow
+from flame_agents.types import TaskState
 
 __all__ = ["application", "executor", "node", "node_name", "session", "task"]
 
@@ -45,17 +46,19 @@ def application(row: AppRow) -> types_pb2.Application:
     )
 
 
-def session(row: SessionRow, counters: dict[int, int], events: list[EventRow]) -> types_pb2.Session:
+def session(
+    row: SessionRow, counters: dict[TaskState, int], events: list[EventRow]
+) -> types_pb2.Session:
     """The Session message with live counters and session events (and Flame's default resreq
     when the client gave none)."""
     status = types_pb2.SessionStatus(
         state=_enum(row.state),
         creation_time=row.creation_time,
-        pending=counters.get(0, 0),
-        running=counters.get(1, 0),
-        succeed=counters.get(2, 0),
-        failed=counters.get(3, 0),
-        cancelled=counters.get(4, 0),
+        pending=counters.get(TaskState.PENDING, 0),
+        running=counters.get(TaskState.RUNNING, 0),
+        succeed=counters.get(TaskState.SUCCEED, 0),
+        failed=counters.get(TaskState.FAILED, 0),
+        cancelled=counters.get(TaskState.CANCELLED, 0),
         events=_events(events),
     )
     if row.completion_time is not None:

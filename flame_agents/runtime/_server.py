@@ -1,4 +1,5 @@
-"""Assemble and run one embedded runtime: store, scheduler, Frontend and cache, until stopped."""
+"""Assemble and run one embedded runtime: :class:`Runtime` starts and stops the store, the
+TaskBoard, the scheduler, the Frontend and the cache; :func:`serve` runs it until signalled."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import os
 import signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -20,21 +21,20 @@ from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_in
 from flame_agents.errors import ConfigError
 from flame_agents.runtime import _auth
 from flame_agents.runtime._apps import builtin_applications
+from flame_agents.runtime._board import TaskBoard
 from flame_agents.runtime._builtins import reconcile_builtins
 from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
 from flame_agents.runtime._home import EndpointHistory, HomeLayout, HomeLock
+from flame_agents.runtime._instance import InstanceCredentials
 from flame_agents.runtime._malformed import MalformedRequestInterceptor
+from flame_agents.runtime._options import SchedulerOptions, SchedulingLimits
 from flame_agents.runtime._parent_watch import wait_for_exit
 from flame_agents.runtime._prestart import PrestartPool
 from flame_agents.runtime._protos import node_name
-from flame_agents.runtime._scheduler import (
-    Scheduler,
-    SchedulerOptions,
-    default_concurrent_starts,
-)
+from flame_agents.runtime._scheduler import Scheduler
 from flame_agents.runtime._store import Store
 
-__all__ = ["RuntimeOptions", "serve"]
+__all__ = ["Runtime", "RuntimeOptions", "serve"]
 
 _log = get_logger(__name__)
 
@@ -53,16 +53,8 @@ class RuntimeOptions:
     """Frontend port; 0 picks a free one."""
     cache_port: int = 0
     """Object cache (Arrow Flight) port; 0 picks a free one."""
-    max_instances: int = 64
-    """Cap on live service instances across all sessions."""
-    bind_timeout: float = 30.0
-    """Seconds a launched service has to bind its socket."""
-    max_concurrent_starts: int | None = None
-    """Instances starting at once (None = the number of CPUs, at least 2)."""
-    bind_retry_limit: int = 5
-    """Bind failures before a session is paused (event 1002)."""
-    max_task_attempts: int = 3
-    """Instance losses before a task fails instead of being re-dispatched."""
+    scheduling: SchedulingLimits = field(default_factory=SchedulingLimits)
+    """Instance caps, timeouts and retry limits (handed to the scheduler as they are)."""
     token: str | None = None
     """Shared token both servers require (``authorization: Bearer <token>``); None = open."""
     insecure: bool = False
@@ -78,9 +70,6 @@ class RuntimeOptions:
     """Longest session id accepted."""
     max_object_bytes: int | None = None
     """Largest cache upload (None = the cache server's default)."""
-    task_timeout: float | None = None
-    """Default seconds a task may run (None = no limit); the application label
-    ``flame-agents.task-timeout`` overrides it."""
     prestart: int = 2
     """Prestarted interpreters kept ready for new instances of the runtime's Python (0 = off)."""
     exit_with_pid: int | None = None
@@ -168,36 +157,145 @@ def _tighten_permissions(layout: HomeLayout) -> None:
             os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
-async def serve(opts: RuntimeOptions) -> None:
-    """Run the runtime until SIGTERM/SIGINT; the home lock must be free (else ConfigError)."""
-    if problem := _auth.bind_error(opts.host, token=opts.token, insecure=opts.insecure):
-        raise ConfigError(problem, host=opts.host)
-    _auth.load_tls(opts.tls_cert, opts.tls_key)  # fail before touching the home
-    layout = HomeLayout(opts.home.resolve())
-    layout.create()
-    _tighten_permissions(layout)
-    lock = HomeLock(layout)
-    lock.acquire()
-    try:
-        layout.clear_leftovers()
-        await _serve_locked(layout, opts)
-    finally:
-        # Every instance is gone by now (or start-up failed before launching any).
-        layout.remove_outside_sockets()
-        lock.release()
+class Runtime:
+    """One embedded runtime over its home: :meth:`start` brings up the store, the TaskBoard, the
+    scheduler, the Frontend and the cache; :meth:`stop` takes them down in reverse."""
+
+    def __init__(self, opts: RuntimeOptions) -> None:
+        self.opts = opts
+        self.layout = HomeLayout(opts.home.resolve())
+        self.endpoint = ""
+        """The Frontend's advertised address (set by :meth:`start`)."""
+        self._lock: HomeLock | None = None
+        self._store: Store | None = None
+        self._cache: object | None = None
+        self._server: grpc.aio.Server | None = None
+        self._prestart: PrestartPool | None = None
+        self._scheduler: Scheduler | None = None
+
+    async def start(self) -> None:
+        """Lock the home and serve; ConfigError if the options or the home lock forbid it (a
+        failed start leaves nothing running)."""
+        opts = self.opts
+        if problem := _auth.bind_error(opts.host, token=opts.token, insecure=opts.insecure):
+            raise ConfigError(problem, host=opts.host)
+        _auth.load_tls(opts.tls_cert, opts.tls_key)  # fail before touching the home
+        layout = self.layout
+        layout.create()
+        _tighten_permissions(layout)
+        lock = HomeLock(layout)
+        lock.acquire()
+        self._lock = lock
+        try:
+            layout.clear_leftovers()
+            await self._start_locked()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_locked(self) -> None:
+        opts, layout = self.opts, self.layout
+        store = self._store = Store(layout.db, fsync=opts.fsync)
+        # A user's override or unregistration of a built-in survives the restart (see _builtins).
+        reconcile_builtins(store, layout.home, builtin_applications())
+        history = EndpointHistory.load(layout)
+        cache = self._cache = _start_cache(layout, opts, history.cache_port)
+        cache_endpoint: str | None = getattr(cache, "endpoint", None)
+        former = history.former(cache_endpoint) if cache_endpoint else ()
+        if cache is not None:
+            cache.former_endpoints = former  # type: ignore[attr-defined]
+        server = self._server = _frontend_server(opts)
+        tls = _auth.load_tls(opts.tls_cert, opts.tls_key)
+        port = _listen(server, opts, history.frontend_port)
+        history.record(layout, frontend_port=port, cache_endpoint=cache_endpoint)
+        # A wildcard listen address cannot be dialled by clients or instances: advertise loopback.
+        advertised = "127.0.0.1" if opts.host in ("0.0.0.0", "", "::") else opts.host
+        self.endpoint = f"{'https' if tls else 'http'}://{advertised}:{port}"
+        prestart = self._prestart = PrestartPool(
+            opts.prestart, work_dir=layout.work, log_path=layout.logs / "prestart.log"
+        )
+        board = TaskBoard(store)
+        scheduler = self._scheduler = Scheduler(
+            board,
+            store,
+            SchedulerOptions(
+                node_name=node_name(),
+                socket_dir=layout.sockets,
+                work_root=layout.work,
+                log_dir=layout.logs,
+                frontend_endpoint=self.endpoint,
+                cache_endpoint=cache_endpoint,
+                former_cache_endpoints=former,
+                limits=opts.scheduling,
+                max_message_bytes=opts.max_message_bytes,
+                credentials=_instance_credentials(opts),
+            ),
+            prestart=prestart if opts.prestart > 0 else None,
+        )
+        servicer = FrontendServicer(
+            store,
+            board,
+            scheduler,
+            max_id_bytes=opts.max_id_bytes,
+            refs=RefAliases(current=cache_endpoint or "", former=former),
+        )
+        frontend_pb2_grpc.add_FrontendServicer_to_server(servicer, server)
+        fastpath.add_to_server(servicer.RunTask, server)
+        prestart.start()
+        board.recover()
+        scheduler.start()
+        await server.start()
+        write_runtime_info(
+            RuntimeInfo(
+                endpoint=self.endpoint,
+                cache_endpoint=cache_endpoint or "",
+                home=str(layout.home),
+                pid=os.getpid(),
+                former_cache_endpoints=former,
+            )
+        )
+        _log.info(
+            "runtime ready",
+            endpoint=self.endpoint,
+            cache_endpoint=cache_endpoint,
+            home=str(layout.home),
+        )
+
+    async def stop(self) -> None:
+        """Stop every instance (running tasks are re-run after a restart), then the servers;
+        release the home. Stops what a failed :meth:`start` got to start."""
+        with contextlib.suppress(FileNotFoundError):
+            runtime_info_path(self.layout.home).unlink()
+        if self._scheduler is not None:
+            await self._scheduler.shutdown()
+        if self._prestart is not None:
+            await self._prestart.stop()
+        if self._server is not None:
+            await self._server.stop(grace=1.0)
+        if self._cache is not None:
+            self._cache.shutdown()  # type: ignore[attr-defined]
+        if self._store is not None:
+            self._store.close()
+            _log.info("runtime stopped")
+        if self._lock is not None:
+            # Every instance is gone by now (or start-up failed before launching any).
+            self.layout.remove_outside_sockets()
+            self._lock.release()
+        self._scheduler = self._prestart = self._server = self._cache = None
+        self._store = self._lock = None
 
 
-async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
-    store = Store(layout.db, fsync=opts.fsync)
-    # A user's override or unregistration of a built-in survives the restart (see _builtins).
-    reconcile_builtins(store, layout.home, builtin_applications())
-    history = EndpointHistory.load(layout)
-    cache = _start_cache(layout, opts, history.cache_port)
-    cache_endpoint: str | None = getattr(cache, "endpoint", None)
-    former = history.former(cache_endpoint) if cache_endpoint else ()
-    if cache is not None:
-        cache.former_endpoints = former  # type: ignore[attr-defined]
-    server = grpc.aio.server(
+def _instance_credentials(opts: RuntimeOptions) -> InstanceCredentials:
+    """Instances are clients of both servers: they get the token, and with TLS the certificate
+    to trust (it is its own CA when self-signed) unless the environment names a CA already."""
+    ca_file = None
+    if opts.tls_cert is not None and not os.environ.get("FLAME_CA_FILE"):
+        ca_file = opts.tls_cert.resolve()
+    return InstanceCredentials(token=opts.token, ca_file=ca_file)
+
+
+def _frontend_server(opts: RuntimeOptions) -> grpc.aio.Server:
+    return grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", opts.max_message_bytes),
@@ -213,81 +311,29 @@ async def _serve_locked(layout: HomeLayout, opts: RuntimeOptions) -> None:
             MalformedRequestInterceptor(),
         ],
     )
-    tls = _auth.load_tls(opts.tls_cert, opts.tls_key)
-    port = _listen(server, opts, history.frontend_port)
-    history.record(layout, frontend_port=port, cache_endpoint=cache_endpoint)
-    # A wildcard listen address cannot be dialled by clients or instances: advertise loopback.
-    advertised = "127.0.0.1" if opts.host in ("0.0.0.0", "", "::") else opts.host
-    endpoint = f"{'https' if tls else 'http'}://{advertised}:{port}"
-    scheduler = Scheduler(
-        store,
-        SchedulerOptions(
-            node_name=node_name(),
-            socket_dir=layout.sockets,
-            work_root=layout.work,
-            log_dir=layout.logs,
-            frontend_endpoint=endpoint,
-            cache_endpoint=cache_endpoint,
-            former_cache_endpoints=former,
-            max_instances=opts.max_instances,
-            bind_timeout=opts.bind_timeout,
-            max_concurrent_starts=opts.max_concurrent_starts or default_concurrent_starts(),
-            bind_retry_limit=opts.bind_retry_limit,
-            max_task_attempts=opts.max_task_attempts,
-            task_timeout=opts.task_timeout,
-            max_message_bytes=opts.max_message_bytes,
-        ),
-    )
-    servicer = FrontendServicer(
-        store,
-        scheduler,
-        max_id_bytes=opts.max_id_bytes,
-        refs=RefAliases(current=cache_endpoint or "", former=former),
-    )
-    frontend_pb2_grpc.add_FrontendServicer_to_server(servicer, server)
-    fastpath.add_to_server(servicer.RunTask, server)
+
+
+async def serve(opts: RuntimeOptions) -> None:
+    """Run the runtime until SIGTERM/SIGINT (or the exit of ``opts.exit_with_pid``); the home
+    lock must be free (else ConfigError)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    runtime = Runtime(opts)
+    await runtime.start()
     follow = (
         None
         if opts.exit_with_pid is None
         else asyncio.ensure_future(_stop_after_exit_of(opts.exit_with_pid, stop))
     )
-    await server.start()
-    prestart = PrestartPool(
-        opts.prestart, work_dir=layout.work, log_path=layout.logs / "prestart.log"
-    )
-    prestart.start()
     try:
-        scheduler.recover()
-        write_runtime_info(
-            RuntimeInfo(
-                endpoint=endpoint,
-                cache_endpoint=cache_endpoint or "",
-                home=str(layout.home),
-                pid=os.getpid(),
-                former_cache_endpoints=former,
-            )
-        )
-        _log.info(
-            "runtime ready", endpoint=endpoint, cache_endpoint=cache_endpoint, home=str(layout.home)
-        )
         await stop.wait()
         _log.info("runtime stopping")
     finally:
         if follow is not None:
             follow.cancel()
-        with contextlib.suppress(FileNotFoundError):
-            runtime_info_path(layout.home).unlink()
-        await scheduler.shutdown()
-        await prestart.stop()
-        await server.stop(grace=1.0)
-        if cache is not None:
-            cache.shutdown()  # type: ignore[attr-defined]
-        store.close()
-        _log.info("runtime stopped")
+        await runtime.stop()
 
 
 async def _stop_after_exit_of(pid: int, stop: asyncio.Event) -> None:

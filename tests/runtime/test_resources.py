@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from runtime_support import SERVICES
 
 from flame_agents._wire import types_pb2
-from flame_agents.runtime import _store
+from flame_agents.runtime._board import TaskBoard
 from flame_agents.runtime._instance import InstanceProcess, LaunchSpec
+from flame_agents.runtime._options import SchedulerOptions
 from flame_agents.runtime._resources import (
     Allocation,
     Capacity,
@@ -26,7 +27,10 @@ from flame_agents.runtime._resources import (
     detect_gpus,
     detect_memory,
 )
-from flame_agents.runtime._scheduler import Scheduler, SchedulerOptions
+from flame_agents.runtime._rows import TaskRow
+from flame_agents.runtime._scheduler import Scheduler
+from flame_agents.runtime._store import Store
+from flame_agents.types import TaskState
 
 GIB = 1024**3
 
@@ -189,12 +193,12 @@ def short_dir() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def _finished(sched: Scheduler, store: _store.Store, sid: str, tid: int) -> _store.TaskRow:
+async def _finished(board: TaskBoard, sid: str, tid: int) -> TaskRow:
     while True:
-        changed = sched.task_changed(sid, tid)
-        row = store.get_task(sid, tid)
+        changed = board.watch(sid, tid)
+        row = board.get_task(sid, tid)
         assert row is not None
-        if row.state in _store.TERMINAL:
+        if row.state.is_terminal:
             return row
         await asyncio.wait_for(changed.wait(), 60)
 
@@ -206,7 +210,7 @@ def test_scheduler_hands_each_gpu_instance_its_own_devices(
     """On a machine with (fake) GPUs, instances of gpu=1 sessions get distinct devices in
     CUDA_VISIBLE_DEVICES, an explicit gpu=0 session gets none, and a session without a resreq
     keeps the runtime's setting."""
-    store = _store.Store(short_dir / "db.sqlite")
+    store = Store(short_dir / "db.sqlite")
     store.put_app(
         "probe",
         types_pb2.ApplicationSpec(
@@ -223,7 +227,9 @@ def test_scheduler_hands_each_gpu_instance_its_own_devices(
     }
 
     async def run() -> dict[str, str]:
+        board = TaskBoard(store)
         sched = Scheduler(
+            board,
             store,
             SchedulerOptions(
                 node_name="test",
@@ -241,19 +247,19 @@ def test_scheduler_hands_each_gpu_instance_its_own_devices(
                 spec = types_pb2.SessionSpec(application="probe", batch_size=1)
                 if resreq is not None:
                     spec.resreq.CopyFrom(resreq)
-                sched.session_opened(store.create_session(sid, spec))
+                board.open_session(sid, spec)
             tids = {}
             for sid in sessions:
-                tids[sid] = store.create_task(sid, b"env:CUDA_VISIBLE_DEVICES").id
-                sched.task_created(sid, tids[sid])
+                tids[sid] = board.create_task(sid, b"env:CUDA_VISIBLE_DEVICES").id
             for sid, tid in tids.items():
-                row = await _finished(sched, store, sid, tid)
-                assert row.state == _store.SUCCEED and row.output is not None, row
+                row = await _finished(board, sid, tid)
+                assert row.state == TaskState.SUCCEED and row.output is not None, row
                 seen[sid] = row.output.decode()
             assert sched.resources.used == (3, 0, 2)
         finally:
             for sid in sessions:
-                await sched.close_session(sid)
+                board.close_session(sid)
+                await sched.drain(sid)
             await sched.shutdown()
         assert sched.resources.used == (0, 0, 0)
         return seen

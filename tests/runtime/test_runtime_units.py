@@ -8,10 +8,12 @@ import pytest
 
 from flame_agents._wire import types_pb2
 from flame_agents.errors import ConfigError
-from flame_agents.runtime import _store as st
 from flame_agents.runtime._apps import SpecError, name_error, with_defaults
+from flame_agents.runtime._board import TaskBoard
 from flame_agents.runtime._home import HomeLayout, HomeLock
 from flame_agents.runtime._instance import describe_exit, expand_vars
+from flame_agents.runtime._store import Store
+from flame_agents.types import TaskState
 
 
 def test_expand_vars_like_shellexpand() -> None:
@@ -68,23 +70,24 @@ def test_application_rules() -> None:
 
 def test_store_sequential_ids_and_recovery(tmp_path: Path) -> None:
     """Task ids count from 1 per session and Running tasks are found for recovery."""
-    store = st.Store(tmp_path / "flame.db")
+    store = Store(tmp_path / "flame.db")
     try:
-        store.create_session("a", types_pb2.SessionSpec(application="app"))
-        store.create_session("b", types_pb2.SessionSpec(application="app"))
-        assert [store.create_task("a", b"x").id for _ in range(3)] == [1, 2, 3]
-        assert store.create_task("b", None).id == 1
-        store.start_task("a", 2, executor_id="e")
+        board = TaskBoard(store)
+        board.open_session("a", types_pb2.SessionSpec(application="app"))
+        board.open_session("b", types_pb2.SessionSpec(application="app"))
+        assert [board.create_task("a", b"x").id for _ in range(3)] == [1, 2, 3]
+        assert board.create_task("b", None).id == 1
+        store.start_task("a", 2)
         assert store.running_tasks() == [("a", 2)]
         store.requeue_task("a", 2, message="back", lost=True)
         row = store.get_task("a", 2)
-        assert row is not None and row.state == st.PENDING and row.losses == 1
+        assert row is not None and row.state == TaskState.PENDING and row.losses == 1
         assert row.attempts == 1
-        assert store.close_session("a") == [1, 2, 3]
-        assert store.counters("a") == {st.CANCELLED: 3}
+        assert store.close_session("a")[0] == [1, 2, 3]
+        assert store.counters("a") == {TaskState.CANCELLED: 3}
     finally:
         store.close()
-    reopened = st.Store(tmp_path / "flame.db")
+    reopened = Store(tmp_path / "flame.db")
     try:
         assert reopened.get_task("b", 1) is not None
         assert [e.code for e in reopened.events("a", 2)] == [0, 1, 0]

@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import pytest
 from flame_agents._wire import types_pb2
 from flame_agents.errors import ConfigError
 from flame_agents.runtime import _store as st
+from flame_agents.runtime._rows import SCHEMA_VERSION, TaskRow
+from flame_agents.types import TaskState
 
 SID = "bench-noop-a1b2c3"
 DONE = "Task was completed with state <Succeed>"
@@ -34,11 +35,15 @@ def store(tmp_path: Path) -> Iterator[st.Store]:
         s.close()
 
 
+def _add(s: st.Store, sid: str, data: bytes | None) -> TaskRow:
+    return s.create_task(sid, s.next_task_id(sid), data)
+
+
 def _run_tasks(s: st.Store, n: int, payload: bytes) -> None:
     for _ in range(n):
-        task = s.create_task(SID, payload)
-        s.start_task(SID, task.id, executor_id="e-1")
-        s.finish_task(SID, task.id, state=st.SUCCEED, output=payload, message=DONE)
+        task = _add(s, SID, payload)
+        s.start_task(SID, task.id)
+        s.finish_task(SID, task.id, state=TaskState.SUCCEED, output=payload, message=DONE)
 
 
 def _wal_bytes_per_task(s: st.Store, path: Path, n: int, payload: bytes) -> float:
@@ -82,17 +87,20 @@ def test_wal_bytes_of_a_large_payload_are_linear_in_its_size(
 
 def test_tasks_counters_and_events_round_trip(store: st.Store) -> None:
     """Ids, states, counters and task/session events read back exactly as written."""
-    ids = [store.create_task(SID, f"in{i}".encode()).id for i in range(4)]
+    ids = [_add(store, SID, f"in{i}".encode()).id for i in range(4)]
     assert ids == [1, 2, 3, 4]
-    store.start_task(SID, 1, executor_id="e")
-    store.finish_task(SID, 1, state=st.SUCCEED, output=b"out", message=DONE)
-    store.start_task(SID, 2, executor_id="e")
-    store.finish_task(SID, 2, state=st.FAILED, output=None, message='boom\n"quoted" \u2028 é')
-    store.start_task(SID, 3, executor_id="e")
+    store.start_task(SID, 1)
+    store.finish_task(SID, 1, state=TaskState.SUCCEED, output=b"out", message=DONE)
+    store.start_task(SID, 2)
+    store.finish_task(
+        SID, 2, state=TaskState.FAILED, output=None, message='boom\n"quoted" \u2028 é'
+    )
+    store.start_task(SID, 3)
     store.requeue_task(SID, 3, message="instance lost: exit 9", lost=True)
     store.add_session_event(SID, 1001, "bind failed")
-    assert store.counters(SID) == {st.SUCCEED: 1, st.FAILED: 1, st.PENDING: 2}
-    assert store.all_counters() == {SID: {st.SUCCEED: 1, st.FAILED: 1, st.PENDING: 2}}
+    counts = {TaskState.SUCCEED: 1, TaskState.FAILED: 1, TaskState.PENDING: 2}
+    assert store.counters(SID) == counts
+    assert store.all_counters() == {SID: counts}
     failed = [(e.code, e.message) for e in store.events(SID, 2)]
     assert failed == [
         (0, "Task was created with state <Pending>"),
@@ -102,10 +110,14 @@ def test_tasks_counters_and_events_round_trip(store: st.Store) -> None:
     assert [e.code for e in store.events(SID, 3)] == [0, 1, 0]
     assert [(e.code, e.message) for e in store.events(SID)] == [(1001, "bind failed")]
     row = store.get_task(SID, 3)
-    assert row is not None and (row.state, row.attempts, row.losses) == (st.PENDING, 1, 1)
-    assert store.task_ids(SID, st.PENDING) == [3, 4]
-    assert store.close_session(SID) == [3, 4]
-    assert store.counters(SID) == {st.SUCCEED: 1, st.FAILED: 1, st.CANCELLED: 2}
+    assert row is not None and (row.state, row.attempts, row.losses) == (TaskState.PENDING, 1, 1)
+    assert store.task_ids(SID, TaskState.PENDING) == [3, 4]
+    assert store.close_session(SID)[0] == [3, 4]
+    assert store.counters(SID) == {
+        TaskState.SUCCEED: 1,
+        TaskState.FAILED: 1,
+        TaskState.CANCELLED: 2,
+    }
     store.delete_session(SID)
     assert store.events(SID) == [] and store.list_tasks(SID) == []
 
@@ -117,15 +129,15 @@ def test_counters_and_ids_are_recovered_at_open(tmp_path: Path) -> None:
     try:
         first.create_session(SID, types_pb2.SessionSpec(application="app"))
         _run_tasks(first, 3, b"x")
-        first.create_task(SID, b"pending")
+        _add(first, SID, b"pending")
     finally:
         first.close()
     again = st.Store(path)
     try:
-        assert again.counters(SID) == {st.SUCCEED: 3, st.PENDING: 1}
-        assert again.create_task(SID, None).id == 5
-        assert again.counters(SID) == {st.SUCCEED: 3, st.PENDING: 2}
-        assert again.close_session(SID) == [4, 5]
+        assert again.counters(SID) == {TaskState.SUCCEED: 3, TaskState.PENDING: 1}
+        assert _add(again, SID, None).id == 5
+        assert again.counters(SID) == {TaskState.SUCCEED: 3, TaskState.PENDING: 2}
+        assert again.close_session(SID)[0] == [4, 5]
     finally:
         again.close()
 
@@ -177,7 +189,7 @@ def test_home_of_the_first_layout_is_migrated_at_open(tmp_path: Path) -> None:
     for _ in range(2):  # the second open finds the new layout and changes nothing
         s = st.Store(path)
         try:
-            assert s._db.execute("PRAGMA user_version").fetchone()[0] == st.SCHEMA_VERSION
+            assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
             one, two = s.list_tasks("s")
             assert (one.state, one.input, one.output, one.completion_time) == (
                 2,
@@ -185,7 +197,7 @@ def test_home_of_the_first_layout_is_migrated_at_open(tmp_path: Path) -> None:
                 b"\x02",
                 12,
             )
-            assert (two.state, two.attempts, two.losses) == (st.PENDING, 1, 1)
+            assert (two.state, two.attempts, two.losses) == (TaskState.PENDING, 1, 1)
             assert [(e.code, e.creation_time) for e in s.events("s", 1)] == [
                 (0, 11),
                 (1, 11),
@@ -193,14 +205,14 @@ def test_home_of_the_first_layout_is_migrated_at_open(tmp_path: Path) -> None:
             ]
             assert [e.message for e in s.events("s", 2)][-1] == "instance lost"
             assert [(e.code, e.message) for e in s.events("s")] == [(1001, "bind failed")]
-            assert s.counters("s") == {st.SUCCEED: 1, st.PENDING: 1}
+            assert s.counters("s") == {TaskState.SUCCEED: 1, TaskState.PENDING: 1}
             session = s.get_session("s")
             assert session is not None and session.spec.common_data == b"CD"
         finally:
             s.close()
     s = st.Store(path)
     try:
-        assert s.create_task("s", None).id == 3  # next_task_id of the first layout is kept
+        assert s.next_task_id("s") == 3  # next_task_id of the first layout is kept
     finally:
         s.close()
 
@@ -210,7 +222,7 @@ def test_database_of_a_newer_layout_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "flame.db"
     st.Store(path).close()
     raw = sqlite3.connect(path)
-    raw.execute(f"PRAGMA user_version={st.SCHEMA_VERSION + 1}")
+    raw.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     raw.close()
     with pytest.raises(ConfigError, match="newer flame-agents"):
         st.Store(path)
@@ -222,14 +234,15 @@ _WRITER = textwrap.dedent(
     from pathlib import Path
     from flame_agents._wire import types_pb2
     from flame_agents.runtime import _store as st
+    from flame_agents.types import TaskState
 
     s = st.Store(Path(sys.argv[1]))
     if s.get_session("k") is None:
         s.create_session("k", types_pb2.SessionSpec(application="app"))
     while True:
-        t = s.create_task("k", b"in")
-        s.start_task("k", t.id, executor_id="e")
-        s.finish_task("k", t.id, state=st.SUCCEED, output=b"out%d" % t.id, message="done")
+        t = s.create_task("k", s.next_task_id("k"), b"in")
+        s.start_task("k", t.id)
+        s.finish_task("k", t.id, state=TaskState.SUCCEED, output=b"out%d" % t.id, message="done")
         print(t.id, flush=True)  # acknowledged only after the commit returned
     """
 )
@@ -258,50 +271,8 @@ def test_every_committed_task_survives_kill_9_of_the_writer(tmp_path: Path) -> N
     try:
         tasks = {t.id: t for t in s.list_tasks("k")}
         for tid in acknowledged:
-            assert tasks[tid].state == st.SUCCEED and tasks[tid].output == b"out%d" % tid
+            assert tasks[tid].state == TaskState.SUCCEED and tasks[tid].output == b"out%d" % tid
         assert sorted(tasks) == list(range(1, len(tasks) + 1))
-        assert s.create_task("k", None).id == len(tasks) + 1
+        assert s.next_task_id("k") == len(tasks) + 1
     finally:
         s.close()
-
-
-def test_rows_served_from_memory_equal_the_stored_rows(tmp_path: Path) -> None:
-    """Every task read (kept in memory after a write) equals what a fresh open reads."""
-    path = tmp_path / "flame.db"
-    s = st.Store(path)
-    try:
-        s.create_session(SID, types_pb2.SessionSpec(application="app"))
-        s.counters(SID)  # counting on: transitions read the old state too
-        big = b"b" * (st.RECENT_PAYLOAD_MAX + 1)
-        for i in range(st.RECENT_TASKS + 20):  # past the bound, so some rows come from disk
-            data = big if i % 50 == 0 else f"in{i}".encode()
-            tid = s.create_task(SID, data).id
-            if i % 3:
-                s.start_task(SID, tid, executor_id="e")
-            if i % 3 == 1:
-                out = big if i % 7 == 0 else b"out"
-                s.finish_task(SID, tid, state=st.SUCCEED, output=out, message=DONE)
-            if i % 5 == 2:
-                s.requeue_task(SID, tid, message="lost", lost=True)
-        s.create_session("other", types_pb2.SessionSpec(application="app"))
-        s.create_task("other", b"x")
-        s.delete_session("other")
-        assert s.get_task("other", 1) is None and s.events("other", 1) == []
-        tids = range(1, st.RECENT_TASKS + 21)
-        seen = [(s.get_task(SID, t), s.events(SID, t)) for t in tids]
-        counts = s.counters(SID)
-        cancelled = s.close_session(SID)
-        after = [(s.get_task(SID, t), s.events(SID, t)) for t in tids]
-    finally:
-        s.close()
-    fresh = st.Store(path)
-    try:
-        assert after == [(fresh.get_task(SID, t), fresh.events(SID, t)) for t in tids]
-        stored = [r for r, _ in seen if r is not None]
-        assert counts == dict(Counter(r.state for r in stored))
-        assert all(after[t - 1][0].state == st.CANCELLED for t in cancelled)  # type: ignore[union-attr]
-        assert [r for r, _ in seen if r is not None and r.id not in cancelled] == [
-            r for r, _ in after if r is not None and r.id not in cancelled
-        ]
-    finally:
-        fresh.close()

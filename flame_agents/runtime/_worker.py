@@ -1,0 +1,448 @@
+"""One instance's life: launch, bind to its session, run its tasks one at a time, leave.
+
+The scheduler (:mod:`._scheduler`) decides how many instances a session gets; each one is an
+:class:`Instance` run by :meth:`InstanceRunner.run`, a coroutine: install the application's
+package, start the process (:class:`~._instance.InstanceProcess`; a start slot at a time),
+``OnSessionEnter``, then for each task::
+
+    TaskBoard.start_next    Pending -> Running (the watchers see Running)
+    InstanceProcess.invoke  OnTaskInvoke over the instance's Unix socket
+    TaskBoard.finish_task   -> Succeed / Failed (the watchers see the end)
+
+and it leaves when idle for the application's ``delay_release`` seconds, when its session
+closes, or when the scheduler releases it.
+
+Failures: a process that dies mid-task puts its task back to Pending (attempt + 1, event 0)
+for a fresh instance, until ``max_task_attempts`` losses fail it with a clear message. A task
+that runs past its timeout (the application's ``flame-agents.task-timeout`` label, else the
+runtime's ``task_timeout``) is failed, not retried -- a hung handler would likely hang again --
+and its instance is killed. A bind failure records session event 1001; after
+``bind_retry_limit`` of them the session is paused (event 1002; its tasks stay Pending; closing
+it still works). While the home's disk is full a task's result is kept and written once space
+returns (:meth:`InstanceRunner.write`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from flame_agents._logging import get_logger
+from flame_agents._wire import types_pb2
+from flame_agents._wire.cache_aliases import retarget_ref
+from flame_agents._wire.failures import failure_message
+from flame_agents.runtime._apps import TASK_TIMEOUT_LABEL, SpecError, task_timeout
+from flame_agents.runtime._board import EVENT_BIND_FAILED, SessionView, TaskBoard
+from flame_agents.runtime._instance import (
+    BindError,
+    InstanceLost,
+    InstanceProcess,
+    LaunchSpec,
+    TaskTimeout,
+)
+from flame_agents.runtime._options import SchedulerOptions
+from flame_agents.runtime._prestart import PrestartPool
+from flame_agents.runtime._resources import Allocation
+from flame_agents.runtime._rows import SUCCEEDED, AppRow, SessionRow, TaskRow
+from flame_agents.runtime._store import StoreWriteError
+from flame_agents.types import TaskState
+
+__all__ = [
+    "EXECUTOR_BINDING",
+    "EXECUTOR_BOUND",
+    "EXECUTOR_UNBINDING",
+    "Instance",
+    "InstanceRunner",
+    "RunnerHost",
+    "SessionInstances",
+]
+
+_T = TypeVar("_T")
+_log = get_logger(__name__)
+
+EXECUTOR_BINDING = 3
+EXECUTOR_BOUND = 4
+EXECUTOR_UNBINDING = 5
+
+
+@dataclass(eq=False)
+class Instance:
+    """One instance of a session, as the scheduler and its runner see it."""
+
+    id: str
+    session: SessionInstances
+    allocation: Allocation | None = None
+    """What the ledger granted it (None: its session's resreq is not accounted)."""
+    visible_gpus: tuple[str, ...] | None = None
+    """Its ``CUDA_VISIBLE_DEVICES`` (None: inherit the runtime's)."""
+    process: InstanceProcess | None = None
+    state: int = EXECUTOR_BINDING
+    release: bool = False
+    """Set when it should leave (its runner then stops it)."""
+    task: int | None = None
+    """The task it runs now."""
+    task_timeout: float | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class SessionInstances:
+    """A session's instances; its tasks are the board's :class:`~._board.SessionView`."""
+
+    view: SessionView
+    instances: set[Instance] = field(default_factory=set)
+    idle: deque[Instance] = field(default_factory=deque)
+    bind_failures: int = 0
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when none of its instances runs a task."""
+    waiting_for: tuple[str, ...] = ()
+    """Resources its next instance waits for (logged once per wait)."""
+
+    @property
+    def id(self) -> str:
+        return self.view.id
+
+    @property
+    def row(self) -> SessionRow:
+        return self.view.row
+
+    @property
+    def closed(self) -> bool:
+        return self.view.closed
+
+    @property
+    def paused(self) -> str | None:
+        return self.view.paused
+
+    @property
+    def accounted(self) -> bool:
+        """Whether its instances hold resources: only a resreq the client gave counts."""
+        return self.row.spec.HasField("resreq")
+
+    def busy(self) -> bool:
+        """Whether one of its instances runs a task."""
+        return any(inst.task is not None for inst in self.instances)
+
+    def cap(self) -> int | None:
+        spec = self.row.spec
+        return int(spec.max_instances) if spec.HasField("max_instances") else None
+
+    def task_demand(self) -> int:
+        demand = len(self.view.pending) + len(self.view.running)
+        cap = self.cap()
+        return demand if cap is None else min(demand, cap)
+
+    def total_demand(self) -> int:
+        demand = max(
+            len(self.view.pending) + len(self.view.running), int(self.row.spec.min_instances)
+        )
+        cap = self.cap()
+        return demand if cap is None else min(demand, cap)
+
+
+class RunnerHost(Protocol):
+    """What a runner asks of the scheduler."""
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the runtime is stopping."""
+
+    @property
+    def resources_wanted(self) -> bool:
+        """Whether a session with waiting tasks is short of resources."""
+
+    def reconcile(self) -> None:
+        """Size every session's instances again."""
+
+    def instance_ended(self, inst: Instance) -> None:
+        """``inst``'s process is gone: return its grant and forget it."""
+
+
+class InstanceRunner:
+    """Runs instances from launch to leave, and their tasks through the board."""
+
+    def __init__(
+        self,
+        board: TaskBoard,
+        options: SchedulerOptions,
+        *,
+        host: RunnerHost,
+        prestart: PrestartPool | None = None,
+    ) -> None:
+        self._board = board
+        self._opts = options
+        self._host = host
+        self._prestart = prestart
+        self._starts = asyncio.Semaphore(options.limits.concurrent_starts())
+
+    async def run(self, inst: Instance, app: AppRow | None) -> None:
+        """Run ``inst`` until it leaves (the scheduler's worker task)."""
+        sess = inst.session
+        try:
+            if app is None:
+                raise BindError(11, f"application {sess.row.application} is not registered")
+            inst.process = InstanceProcess(self._launch_spec(inst, app), prestart=self._prestart)
+            inst.task_timeout = self._task_timeout(app.spec)
+            # Installing the application's package can take minutes: not in a start slot.
+            await inst.process.prepare()
+            async with self._starts:
+                if inst.release or sess.closed or self._host.stopping:
+                    return  # no longer wanted while it waited for its turn
+                await inst.process.start()
+            # An idle instance that dies is noticed at once: its exit wakes the worker.
+            inst.process.on_exit(inst.wake.set)
+            await inst.process.enter()
+            inst.state = EXECUTOR_BOUND
+            delay_release = (
+                float(app.spec.delay_release) if app.spec.HasField("delay_release") else 60.0
+            )
+            while (row := await self._next_task(inst, delay_release)) is not None:
+                if not await self._run_task(inst, row):
+                    break
+        except BindError as exc:
+            self._bind_failed(sess, inst, exc)
+        except Exception:
+            _log.exception("instance worker failed", executor_id=inst.id, session_id=sess.id)
+        finally:
+            inst.state = EXECUTOR_UNBINDING
+            with contextlib.suppress(ValueError):
+                sess.idle.remove(inst)
+            if inst.process is not None:
+                with contextlib.suppress(Exception):
+                    await inst.process.stop()
+            self._host.instance_ended(inst)
+
+    def _launch_spec(self, inst: Instance, app: AppRow) -> LaunchSpec:
+        opts = self._opts
+        return LaunchSpec(
+            executor_id=inst.id,
+            app_name=app.name,
+            app=app.spec,
+            session_id=inst.session.id,
+            common_data=self._common_data(inst.session.row),
+            socket_dir=opts.socket_dir,
+            work_root=opts.work_root,
+            log_dir=opts.log_dir,
+            frontend_endpoint=opts.frontend_endpoint,
+            cache_endpoint=opts.cache_endpoint,
+            bind_timeout=opts.limits.bind_timeout,
+            stop_grace=opts.limits.stop_grace,
+            visible_gpus=inst.visible_gpus,
+            max_message_bytes=opts.max_message_bytes,
+            app_created=app.creation_time,
+            credentials=opts.credentials,
+        )
+
+    def _common_data(self, row: SessionRow) -> bytes | None:
+        """The session's common_data, a context ref re-aimed at the cache's current endpoint."""
+        if not row.spec.HasField("common_data"):
+            return None
+        data = row.spec.common_data
+        opts = self._opts
+        if opts.cache_endpoint is None:
+            return data
+        return retarget_ref(data, opts.former_cache_endpoints, opts.cache_endpoint)
+
+    def _task_timeout(self, spec: types_pb2.ApplicationSpec) -> float | None:
+        try:
+            seconds = task_timeout(spec)
+        except SpecError:  # registered before the label was validated: use the default
+            seconds = None
+        if seconds is None:
+            seconds = self._opts.limits.task_timeout
+        return seconds or None
+
+    async def _next_task(self, inst: Instance, delay_release: float) -> TaskRow | None:
+        """The next task, started on this instance; None when the instance should leave."""
+        sess = inst.session
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay_release
+        while True:
+            if inst.release or sess.closed or self._host.stopping:
+                return None
+            if inst.process is not None and inst.process.exited:
+                _log.warning(
+                    "instance exited while idle",
+                    executor_id=inst.id,
+                    session_id=sess.id,
+                    exit=inst.process.exit_description(),
+                )
+                return None
+            if sess.view.pending:
+                row = await self.write("start task", lambda: self._board.start_next(sess.id))
+                if row is not None:
+                    return row
+                continue  # another instance took it
+            remaining: float | None = deadline - loop.time()
+            if len(sess.instances) <= int(sess.row.spec.min_instances):
+                remaining = None  # prewarmed: kept alive until a task, a release or the close
+            elif remaining is not None and remaining <= 0:
+                return None
+            inst.wake.clear()
+            sess.idle.append(inst)
+            if inst.allocation is not None and self._host.resources_wanted:
+                self._host.reconcile()  # what it holds may be what a waiting session needs
+            try:
+                await asyncio.wait_for(inst.wake.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    sess.idle.remove(inst)
+
+    async def _run_task(self, inst: Instance, row: TaskRow) -> bool:
+        """Run one started task on ``inst``; False when the instance was lost."""
+        sess = inst.session
+        sid, tid = sess.id, row.id
+        assert inst.process is not None
+        inst.task = tid
+        try:
+            outcome = await inst.process.invoke(tid, row.input, timeout=inst.task_timeout)
+        except TaskTimeout as exc:
+            timeout = exc.timeout
+            await self.write("fail task", lambda: self._timed_out(inst, tid, timeout))
+            return False
+        except InstanceLost as lost:
+            text = lost.exit_description
+            await self.write("requeue task", lambda: self._lost(inst, tid, text))
+            return False
+        finally:
+            inst.task = None
+            if not sess.busy():
+                sess.drained.set()
+        if outcome.return_code == 0:
+            state, message = TaskState.SUCCEED, SUCCEEDED
+        else:
+            state = TaskState.FAILED
+            message = outcome.message or f"task failed with return code {outcome.return_code}"
+        await self.write(
+            "finish task",
+            lambda: self._board.finish_task(
+                sid, tid, state=state, output=outcome.output, message=message
+            ),
+        )
+        return True
+
+    async def write(self, what: str, write: Callable[[], _T]) -> _T:
+        """Run a board transition; while the home's disk is full, keep the result and retry.
+
+        A task's answer is never dropped for lack of space: it is committed (and its watchers
+        told) once space returns. When the runtime stops meanwhile the error propagates and the
+        task, still Running in the database, is re-run after the restart (at-least-once).
+        """
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                return write()
+            except StoreWriteError as exc:
+                if self._host.stopping:
+                    raise
+                if not warned:
+                    _log.error(
+                        "store write failed; retrying until space returns",
+                        what=what,
+                        error=str(exc),
+                    )
+                    warned = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _timed_out(self, inst: Instance, tid: int, timeout: float) -> None:
+        sid = inst.session.id
+        _log.warning(
+            "task timed out; instance killed",
+            executor_id=inst.id,
+            session_id=sid,
+            task_id=tid,
+            timeout=timeout,
+        )
+        self._board.finish_task(
+            sid,
+            tid,
+            state=TaskState.FAILED,
+            output=None,
+            message=(
+                f"task {tid} timed out after {timeout:g}s and was not retried; its instance "
+                f"{inst.id} was killed. Raise the limit with the application label "
+                f"{TASK_TIMEOUT_LABEL}=<seconds> (0 = none) or the runtime's --task-timeout"
+            ),
+        )
+
+    def _lost(self, inst: Instance, tid: int, exit_text: str) -> None:
+        sess = inst.session
+        sid = sess.id
+        row = self._board.get_task(sid, tid)
+        losses = (row.losses if row else 0) + 1
+        limit = self._opts.limits.max_task_attempts
+        _log.warning(
+            "instance lost while running a task",
+            executor_id=inst.id,
+            session_id=sid,
+            task_id=tid,
+            exit=exit_text,
+            losses=losses,
+        )
+        lost = f"instance lost: {exit_text}"
+        if self._host.stopping:
+            self._board.requeue_task(
+                sid, tid, message="Task returned to <Pending>: the runtime is stopping", lost=False
+            )
+        elif losses >= limit:
+            self._board.finish_task(
+                sid,
+                tid,
+                state=TaskState.FAILED,
+                output=None,
+                # Named as our error class, so clients raise the retryable InstanceLostError.
+                message=failure_message(
+                    "InstanceLostError",
+                    f"instance lost {losses} times while running task {tid}; last exit: "
+                    f"{exit_text} (executor {inst.id})",
+                ),
+                lost=lost,
+            )
+        elif sess.closed:
+            self._board.finish_task(
+                sid,
+                tid,
+                state=TaskState.CANCELLED,
+                output=None,
+                message="Task was cancelled: its instance was lost after the session closed",
+                lost=lost,
+            )
+        else:
+            self._board.requeue_task(
+                sid,
+                tid,
+                message=(
+                    f"Task returned to <Pending>: instance {inst.id} lost ({exit_text}); "
+                    f"attempt {losses + 1} of {limit}"
+                ),
+                lost=True,
+            )
+
+    def _bind_failed(self, sess: SessionInstances, inst: Instance, exc: BindError) -> None:
+        if sess.paused or sess.closed or self._host.stopping:
+            return
+        sess.bind_failures += 1
+        limit = self._opts.limits.bind_retry_limit
+        message = (
+            f"Executor {inst.id} on node {self._opts.node_name} failed to bind session with "
+            f"return_code {exc.return_code}: {exc.message}"
+        )
+        _log.warning("bind failed", session_id=sess.id, executor_id=inst.id, reason=exc.message)
+        self._board.add_session_event(sess.id, EVENT_BIND_FAILED, message)
+        if sess.bind_failures >= limit:
+            paused = (
+                f"Session retry limit reached after {sess.bind_failures}/{limit} failed "
+                "attempts; new executor assignment is paused (tasks stay Pending until the "
+                "session is closed or the runtime restarts)"
+            )
+            shown = f"{paused}. Last failure: {exc.message}" if exc.message else paused
+            self._board.pause_session(sess.id, reason=shown, event=paused)
