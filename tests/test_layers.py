@@ -56,3 +56,105 @@ def test_leaf_modules_import_only_leaves() -> None:
     """errors, types, config, _logging and embedded import no other part of the package."""
     for leaf in sorted(LEAVES):
         assert _imported_parts(PACKAGE / f"{leaf}.py") <= LEAVES, leaf
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _imports(path: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """Every ``flame_agents`` import of one file as (module, names imported from it): at the
+    top, under TYPE_CHECKING and inside functions alike (a type-only or deferred import still
+    ties the two modules)."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, ()) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            found.append((base, tuple(alias.name for alias in node.names)))
+    return [(m, names) for m, names in found if m.split(".")[0] == "flame_agents"]
+
+
+def _module_graph(package: Path) -> dict[str, set[str]]:
+    """The import graph of one package's own modules (``__init__`` included), by file stem.
+
+    ``from package import _mod`` is an edge to ``_mod`` (not to ``__init__``, which every
+    import of a submodule runs anyway); importing any other name from the package is an edge
+    to ``__init__``.
+    """
+    dotted = ".".join(package.relative_to(PACKAGE.parent).parts)
+    stems = {path.stem for path in package.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        edges: set[str] = set()
+        for module, names in _imports(path):
+            if module == dotted:
+                edges.update(name if name in stems else "__init__" for name in names)
+            elif module.startswith(f"{dotted}."):
+                edges.add(module[len(dotted) + 1 :].split(".")[0])
+        graph[path.stem] = edges - {path.stem}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (as the list of modules around it), or None."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            found = visit(nxt)
+            if found:
+                return found
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        found = visit(start)
+        if found:
+            return found
+    return None
+
+
+def test_core_has_no_import_cycle() -> None:
+    """The modules of flame_agents.core import each other without a cycle (type-only and
+    deferred imports count): a reader can follow core from its bottom up."""
+    graph = _module_graph(PACKAGE / "core")
+    assert len(graph) > 1
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_no_package_imports_another_packages_private_modules() -> None:
+    """No module imports a private module (``_name``) of another subpackage: a package that
+    needs another's internals gets a seam (a public module) instead. ``_wire`` is itself the
+    shared vocabulary, so its modules are open to all."""
+    offenders = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "flame_v1" in path.parts:
+            continue  # generated code
+        parts = path.relative_to(PACKAGE).parts
+        own = parts[0] if len(parts) > 1 else None
+        for module, names in _imports(path):
+            for imported in (module, *(f"{module}.{name}" for name in names)):
+                bits = imported.split(".")
+                if len(bits) < 3 or bits[1] == own:
+                    continue
+                private = [i for i, bit in enumerate(bits) if i >= 2 and _is_private(bit)]
+                if private:
+                    target = ".".join(bits[: private[0] + 1])
+                    offenders.add(f"{path.relative_to(PACKAGE)} imports {target}")
+    assert not offenders, "\n".join(sorted(offenders))

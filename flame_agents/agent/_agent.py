@@ -142,7 +142,7 @@ class Agent(Generic[C]):
         """
         from flame_agents._logging import follow_env_level
         from flame_agents.agent._server import AgentHandler
-        from flame_agents.service._instance_server import serve
+        from flame_agents.service.shim import serve
 
         follow_env_level()
         serve(AgentHandler(cls))

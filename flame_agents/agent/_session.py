@@ -97,6 +97,9 @@ class AgentSession(Generic[C]):
         retry: Client retry policy for retryable failures (same idempotency key).
         max_instances: Instances serving the session at once; 1 keeps one writer.
         timeout: Per-attempt deadline in seconds for ``invoke`` (None = wait).
+        connection: The runtime to use (``core.connect(url)``, a ``LocalRuntime``'s
+            ``connect()``); a new session's state goes to its ``cache_endpoint``. Default: the
+            process's default connection.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class AgentSession(Generic[C]):
         retry: RetryPolicy | None = None,
         max_instances: int | None = 1,
         timeout: float | None = None,
+        connection: core.Connection | None = None,
     ) -> None:
         _check_model_arg("ctx", ctx, context_type or _agent_attr(agent, "context_type"))
         if context_type is None:
@@ -127,10 +131,12 @@ class AgentSession(Generic[C]):
         self.reply_type = reply_type or _agent_attr(agent, "reply_type")
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
+        self._connection = connection
         self._created = False
         if ctx is None and session_id is not None:
             try:
-                self._session = core.open_session(session_id)
+                opener = core.open_session if connection is None else connection.open_session
+                self._session = opener(session_id)
             except NotFoundError:
                 if app is None or context_type is None:
                     raise
@@ -206,11 +212,13 @@ class AgentSession(Generic[C]):
             ctx = self.context_type()
         sid = session_id or _session_id(app)
         self._created = True
-        store = CacheStore()
+        conn = self._connection
+        store = CacheStore(None if conn is None else conn.cache_endpoint)
         key = create_state(store, f"{app}/{sid}", ctx)
         ref = cache.ObjectRef(str(store.endpoint), key, 1)
+        create = core.create_session if conn is None else conn.create_session
         try:
-            return core.create_session(
+            return create(
                 app, common_data=ref.encode(), session_id=sid, max_instances=max_instances
             )
         except FlameAgentsError:

@@ -1,5 +1,5 @@
-"""The one place the CLI talks to a Frontend: a connection for ``--endpoint``, and the executor
-listing that the core client does not offer.
+"""The one place the CLI opens a Frontend connection (for ``--endpoint``), and the executor
+rows it prints.
 
 With no ``--endpoint`` the core client resolves where to connect itself (FLAME_ENDPOINT,
 ``~/.flame/flame.yaml``, else the embedded runtime of FLAME_AGENTS_HOME, started if needed).
@@ -36,24 +36,18 @@ def list_executors(conn: Connection, *, with_process: bool = False) -> list[dict
     """The Frontend's executors as plain rows (id, node, state, session_id).
 
     ``with_process``: also ``pid`` and ``start_time`` (epoch ms) of each executor's process,
-    None when the Frontend does not say (a Flame cluster; see ``_wire.executor_process``).
+    None when the Frontend does not say (a Flame cluster).
     """
-    from flame_agents._wire import frontend_pb2, types_pb2
-    from flame_agents._wire.executor_process import executor_process
-
-    reply = conn.call("list_executors", conn.stub.ListExecutor, frontend_pb2.ListExecutorRequest())
     rows = []
-    for ex in reply.executors:
+    for ex in conn.list_executors():
         row: dict[str, Any] = {
-            "id": ex.metadata.id,
-            "node": ex.spec.node,
-            # "ExecutorBound" -> "BOUND", spelled like the other states the CLI prints.
-            "state": types_pb2.ExecutorState.Name(ex.status.state).removeprefix("Executor").upper(),
-            "session_id": ex.status.session_id if ex.status.HasField("session_id") else None,
+            "id": ex.id,
+            "node": ex.node,
+            "state": ex.state,
+            "session_id": ex.session_id,
         }
         if with_process:
-            process = executor_process(ex)
-            row["pid"] = process.pid if process else None
-            row["start_time"] = process.start_time if process else None
+            row["pid"] = ex.pid
+            row["start_time"] = ex.start_time
         rows.append(row)
     return rows

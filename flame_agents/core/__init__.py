@@ -20,9 +20,10 @@ from flame_agents.core._api import (
     unregister_application,
     update_application,
 )
-from flame_agents.core._connection import MAX_MESSAGE_BYTES, Connection
+from flame_agents.core._connection import Connection, Session
 from flame_agents.core._default import connect, default_connection, reset_default_connection
-from flame_agents.core._session import Session
+from flame_agents.core._executors import ExecutorInfo
+from flame_agents.core._transport import MAX_MESSAGE_BYTES
 from flame_agents.types import (
     Application,
     ApplicationSchema,
@@ -70,6 +71,7 @@ __all__ = [
     "ApplicationState",
     "Connection",
     "Event",
+    "ExecutorInfo",
     "ObjectRef",
     "ResourceRequirement",
     "Session",

@@ -1,13 +1,18 @@
-"""Module-level session and application functions, each on the default connection."""
+"""Module-level session and application functions: :class:`Connection`'s methods, each run on
+the default connection.
+
+Each function is made from its method, so signatures and docstrings are written once, on
+:class:`Connection`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import inspect
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
+from flame_agents.core._connection import Connection, Session
 from flame_agents.core._default import default_connection
-from flame_agents.core._session import Session
-from flame_agents.types import Application, ApplicationSpec, ResourceRequirement, SessionInfo
 
 __all__ = [
     "close_session",
@@ -22,99 +27,54 @@ __all__ = [
     "update_application",
 ]
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-# The handles returned here are built with connection=None: they follow the default connection
-# (see Session), instead of pinning the one that happened to be current at creation.
 
-
-def create_session(
-    application: str,
-    *,
-    common_data: bytes | None = None,
-    session_id: str | None = None,
-    min_instances: int = 0,
-    max_instances: int | None = None,
-    priority: int = 0,
-    resreq: ResourceRequirement | str | Mapping[str, Any] | None = None,
-) -> Session:
-    """Create a session of ``application`` and return its handle.
-
-    Args:
-        application: Name of a registered application.
-        common_data: Opaque bytes handed to every instance of the session.
-        session_id: The id to use (default ``<application>-<6 random alphanumerics>``).
-        min_instances: Instances kept warm even without tasks.
-        max_instances: Upper bound of concurrent instances (``None`` = unlimited).
-        priority: Scheduling priority, higher first.
-        resreq: Resources per instance: a ResourceRequirement, ``"cpu=1,mem=2g"`` or a mapping
-            (default: the runtime's, ``cpu=1,mem=1g`` on Flame).
-
-    Raises:
-        AlreadyExistsError: the session id is taken. NotFoundError: no such application.
-    """
-    session = default_connection().create_session(
-        application,
-        common_data=common_data,
-        session_id=session_id,
-        min_instances=min_instances,
-        max_instances=max_instances,
-        priority=priority,
-        resreq=resreq,
+def _like(function: Callable[P, R], method: Callable[..., object]) -> Callable[P, R]:
+    """``function`` named, documented and signed as ``method`` without its ``self``."""
+    function.__name__ = method.__name__
+    function.__qualname__ = method.__name__
+    function.__module__ = "flame_agents.core"
+    doc = (method.__doc__ or "").rstrip()
+    function.__doc__ = f"{doc}\n\n        Runs on the default connection.\n        "
+    signature = inspect.signature(method)
+    function.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
     )
-    return Session(None, session.last_info)
+    return function
 
 
-def open_session(session_id: str, *, spec: Any = None) -> Session:
-    """Open an existing open session, or create it when ``spec`` is given and it is missing.
+def _on_default(method: Callable[Concatenate[Connection, P], R]) -> Callable[P, R]:
+    """``method`` as a function that runs it on the default connection."""
 
-    ``spec`` is a mapping with :func:`create_session`'s keyword names (``application``
-    required) or flamepy's ``SessionAttributes``. Raises NotFoundError (missing, no spec) or
-    InvalidArgumentError (closed, or the spec does not match).
-    """
-    session = default_connection().open_session(session_id, spec=spec)
-    return Session(None, session.last_info)
+    def function(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(default_connection(), *args, **kwargs)
+
+    return _like(function, method)
 
 
-def get_session(session_id: str) -> SessionInfo:
-    """A snapshot of a session: state, task counters, events, spec."""
-    return default_connection().get_session(session_id)
+def _following_default(
+    method: Callable[Concatenate[Connection, P], Session],
+) -> Callable[P, Session]:
+    """Like :func:`_on_default` for a method that opens a session: the handle returned follows
+    the default connection (see :class:`Session`) instead of pinning the one that happened to
+    be current when it was opened."""
+
+    def function(*args: P.args, **kwargs: P.kwargs) -> Session:
+        session = method(default_connection(), *args, **kwargs)
+        return Session(default_connection, session.last_info)
+
+    return _like(function, method)
 
 
-def list_sessions() -> list[SessionInfo]:
-    """Snapshots of every session the runtime knows (closed ones included)."""
-    return default_connection().list_sessions()
-
-
-def close_session(session_id: str) -> SessionInfo:
-    """Close a session: pending tasks are cancelled; closing a closed session is a no-op."""
-    return default_connection().close_session(session_id)
-
-
-def register_application(name: str, spec: ApplicationSpec | Mapping[str, Any] | Any) -> None:
-    """Register an application.
-
-    ``spec`` is an :class:`ApplicationSpec`, a dict with flamepy's ``ApplicationAttributes``
-    field names (``command``, ``arguments``, ``environments``, ``working_directory``, ...), or
-    an ``ApplicationAttributes``. Raises AlreadyExistsError if the name is taken.
-    """
-    default_connection().register_application(name, spec)
-
-
-def update_application(name: str, spec: ApplicationSpec | Mapping[str, Any] | Any) -> None:
-    """Replace an application's spec; InvalidStateError while it has open sessions."""
-    default_connection().update_application(name, spec)
-
-
-def unregister_application(name: str) -> None:
-    """Remove an application; InvalidStateError while it has open sessions."""
-    default_connection().unregister_application(name)
-
-
-def get_application(name: str) -> Application | None:
-    """The application called ``name``, or ``None``."""
-    return default_connection().get_application(name)
-
-
-def list_applications() -> list[Application]:
-    """Every registered application."""
-    return default_connection().list_applications()
+create_session = _following_default(Connection.create_session)
+open_session = _following_default(Connection.open_session)
+get_session = _on_default(Connection.get_session)
+list_sessions = _on_default(Connection.list_sessions)
+close_session = _on_default(Connection.close_session)
+register_application = _on_default(Connection.register_application)
+update_application = _on_default(Connection.update_application)
+unregister_application = _on_default(Connection.unregister_application)
+get_application = _on_default(Connection.get_application)
+list_applications = _on_default(Connection.list_applications)

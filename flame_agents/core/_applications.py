@@ -25,7 +25,7 @@ from flame_agents.errors import (
 from flame_agents.types import Application, ApplicationSpec
 
 if TYPE_CHECKING:
-    from flame_agents.core._connection import Connection
+    from flame_agents.core._transport import Transport
 
 __all__ = [
     "get_application",
@@ -60,7 +60,7 @@ def _check_result(op: str, name: str, reply: Any) -> None:
 
 
 def register_application(
-    conn: Connection, name: str, spec: ApplicationSpec | Mapping[str, Any] | Any
+    conn: Transport, name: str, spec: ApplicationSpec | Mapping[str, Any] | Any
 ) -> None:
     """Register ``name`` with ``spec``; see :func:`flame_agents.core.register_application`."""
     check_application_name(name)
@@ -73,7 +73,7 @@ def register_application(
 
 
 def update_application(
-    conn: Connection, name: str, spec: ApplicationSpec | Mapping[str, Any] | Any
+    conn: Transport, name: str, spec: ApplicationSpec | Mapping[str, Any] | Any
 ) -> None:
     """Replace the spec of ``name`` (refused while the application has open sessions)."""
     check_application_name(name)
@@ -83,7 +83,7 @@ def update_application(
     _check_result("update_application", name, reply)
 
 
-def unregister_application(conn: Connection, name: str) -> None:
+def unregister_application(conn: Transport, name: str) -> None:
     """Remove ``name`` (refused while it has open sessions)."""
     check_application_name(name)
     request = frontend_pb2.UnregisterApplicationRequest(name=name)
@@ -93,7 +93,7 @@ def unregister_application(conn: Connection, name: str) -> None:
     _check_result("unregister_application", name, reply)
 
 
-def get_application(conn: Connection, name: str) -> Application | None:
+def get_application(conn: Transport, name: str) -> Application | None:
     """The application called ``name``, or ``None`` if none is registered."""
     check_application_name(name)
     request = frontend_pb2.GetApplicationRequest(name=name)
@@ -107,7 +107,7 @@ def get_application(conn: Connection, name: str) -> Application | None:
     return application_from_proto(reply)
 
 
-def list_applications(conn: Connection) -> list[Application]:
+def list_applications(conn: Transport) -> list[Application]:
     """Every registered application."""
     reply = conn.call(
         "list_applications", conn.stub.ListApplication, frontend_pb2.ListApplicationRequest()

@@ -1,27 +1,25 @@
-"""A connection to a Flame-compatible Frontend: one gRPC channel, its stub, and a thread pool.
+"""The client's handles: :class:`Connection` to a Frontend, and the :class:`Session` it opens.
 
-The session, task and application operations live in their own modules; ``Connection`` exposes
-them as methods so ``connect(...)`` gives an object with the same API as the module functions.
+A Connection is a :class:`~flame_agents.core._transport.Transport` with every operation of the
+``_sessions``, ``_tasks``, ``_applications`` and ``_executors`` modules as a method; a Session
+runs its tasks through one. The module functions of :mod:`flame_agents.core` are these methods
+on the default connection (``_api``).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-import grpc
-import grpc.experimental
-
-from flame_agents._wire import fastpath, frontend_pb2_grpc
-from flame_agents._wire.errors import map_rpc_error, rpc_status
-from flame_agents.config import DEFAULT_CACHE_ENDPOINT, Endpoints, auth_metadata, grpc_target
-from flame_agents.core import _applications, _sessions, _tasks
-from flame_agents.core._validate import check_session_id, check_task_id
-from flame_agents.errors import ConfigError, InvalidStateError, RuntimeUnavailableError
+from flame_agents._logging import get_logger
+from flame_agents.config import Endpoints
+from flame_agents.core import _applications, _executors, _fastpath, _sessions, _tasks
+from flame_agents.core._executors import ExecutorInfo
+from flame_agents.core._transport import Transport
+from flame_agents.core._validate import check_bytes, check_session_id, check_task_id
+from flame_agents.errors import FlameAgentsError
 from flame_agents.types import (
     Application,
     ApplicationSpec,
@@ -30,129 +28,20 @@ from flame_agents.types import (
     Task,
 )
 
-if TYPE_CHECKING:
-    from flame_agents.core._session import Session
+__all__ = ["Connection", "Session"]
 
-__all__ = ["MAX_MESSAGE_BYTES", "Connection"]
-
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-"""Largest gRPC message sent or received (task input/output, common data); the runtime uses the
-same limit so anything one side accepts the other can carry."""
-
-_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    # Keepalive notices a dead peer under a long WatchTask. Five minutes matches gRPC servers'
-    # default minimum ping interval, so no server answers our pings with GOAWAY(too_many_pings).
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    # Streams (RunTask, WatchTask) are read on the caller's thread: otherwise gRPC Python starts
-    # a polling thread for the channel on each call, a third of a streamed invoke's client cost.
-    (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
-]
-
-T = TypeVar("T")
+_log = get_logger(__name__)
 
 
-if TYPE_CHECKING:
-    _UnaryUnary = grpc.UnaryUnaryClientInterceptor[Any, Any]
-    _UnaryStream = grpc.UnaryStreamClientInterceptor[Any, Any]
-else:
-    _UnaryUnary = grpc.UnaryUnaryClientInterceptor
-    _UnaryStream = grpc.UnaryStreamClientInterceptor
-
-
-class _CallDetails(grpc.ClientCallDetails):
-    def __init__(self, base: Any, metadata: tuple[tuple[str, str | bytes], ...]) -> None:
-        self.method = base.method
-        self.timeout = base.timeout
-        self.metadata = metadata
-        self.credentials = base.credentials
-        self.wait_for_ready = base.wait_for_ready
-        self.compression = base.compression
-
-
-class _AuthInterceptor(_UnaryUnary, _UnaryStream):
-    """Adds ``authorization: Bearer <token>`` to every call (the runtime's shared token)."""
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._metadata = metadata
-
-    def _details(self, details: Any) -> _CallDetails:
-        return _CallDetails(details, (*(details.metadata or ()), *self._metadata))
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        """Send the token with a unary call."""
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        """Send the token with a streaming call (WatchTask, ListTask)."""
-        return continuation(self._details(details), request)
-
-
-class Connection:
+class Connection(Transport):
     """A client connection to a Frontend (our embedded runtime or a Flame session manager).
 
     Thread-safe; share one per process (the module-level functions of :mod:`flame_agents.core`
-    do). ``close()`` cancels running watches and releases the channel.
+    do) or one per runtime (``service.Session(..., connection=c)``, ``AgentSession(...,
+    connection=c)``). ``close()`` cancels running watches and releases the channel.
+    ``cache_endpoint`` is where handles opened on this connection store new objects (contexts,
+    agent state).
     """
-
-    def __init__(
-        self,
-        endpoint: str,
-        *,
-        cache_endpoint: str | None = None,
-        ca_file: str | None = None,
-        rpc_timeout: float | None = 60.0,
-        max_workers: int = 64,
-    ) -> None:
-        """Open a channel to ``endpoint`` (``http://host:port``; ``https://`` for TLS).
-
-        Args:
-            endpoint: Frontend URL.
-            cache_endpoint: Object cache URL, kept for callers that need it.
-            ca_file: CA bundle for TLS endpoints (system roots when omitted).
-            rpc_timeout: Deadline in seconds of every unary RPC (``None`` = no deadline).
-            max_workers: Threads that wait for the tasks behind :meth:`Session.run` futures.
-        """
-        target = grpc_target(endpoint)
-        self.endpoint = endpoint
-        """The Frontend URL."""
-        self.cache_endpoint = cache_endpoint or DEFAULT_CACHE_ENDPOINT
-        """The object cache URL."""
-        self.rpc_timeout = rpc_timeout
-        """Deadline of unary RPCs in seconds."""
-        if target.tls:
-            root_certs = None
-            if ca_file:
-                try:
-                    root_certs = Path(ca_file).read_bytes()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"cannot read CA file {ca_file!r} for {endpoint}: {exc}", ca_file=ca_file
-                    ) from exc
-            credentials = grpc.ssl_channel_credentials(root_certificates=root_certs)
-            self._channel = grpc.secure_channel(target.target, credentials, _CHANNEL_OPTIONS)
-        else:
-            self._channel = grpc.insecure_channel(target.target, _CHANNEL_OPTIONS)
-        metadata = auth_metadata()
-        channel = (
-            grpc.intercept_channel(self._channel, _AuthInterceptor(metadata))
-            if metadata
-            else self._channel
-        )
-        self.stub: Any = frontend_pb2_grpc.FrontendStub(channel)
-        self.run_task: Any = fastpath.run_task_callable(channel)
-        """Our RunTask fast path (see ``_wire.fastpath``); Flame itself does not serve it."""
-        self.fast_path: bool | None = None
-        """Whether the Frontend serves RunTask: None until the first call tells."""
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="flame-agents-watch"
-        )
-        self._lock = threading.Lock()
-        self._calls: set[Any] = set()
-        self._closed = False
 
     @classmethod
     def from_endpoints(cls, endpoints: Endpoints, **options: Any) -> Connection:
@@ -163,103 +52,6 @@ class Connection:
             ca_file=endpoints.ca_file,
             **options,
         )
-
-    # -- plumbing shared by the operation modules ------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
-    def call(
-        self,
-        op: str,
-        method: Callable[..., T],
-        request: Any,
-        *,
-        metadata: tuple[tuple[str, str], ...] | None = None,
-        **fields: Any,
-    ) -> T:
-        """Run a unary RPC with the connection's deadline; gRPC errors become our errors."""
-        self.check_open(op)
-        try:
-            return method(request, timeout=self.rpc_timeout, metadata=metadata)
-        except grpc.RpcError as exc:
-            raise self.error(exc, op=op, **fields) from exc
-        except KeyboardInterrupt:
-            # Ctrl-C while waiting for the reply: the traceback ends here, not in gRPC.
-            raise KeyboardInterrupt from None
-
-    def error(self, exc: grpc.RpcError, *, op: str, **fields: Any) -> Exception:
-        """Map ``exc`` like :func:`map_rpc_error`, naming the endpoint when it is unreachable.
-
-        A call cancelled because this connection was closed under it becomes
-        :class:`InvalidStateError` saying so, not gRPC's bare CANCELLED.
-        """
-        if self._closed and rpc_status(exc)[0] == grpc.StatusCode.CANCELLED:
-            return InvalidStateError(
-                f"{op}: the connection to {self.endpoint} was closed",
-                endpoint=self.endpoint,
-                **fields,
-            )
-        err = map_rpc_error(exc, op=op, endpoint=self.endpoint, **fields)
-        if isinstance(err, RuntimeUnavailableError):
-            err = RuntimeUnavailableError(
-                f"{err.message} (is the runtime at {self.endpoint} running? "
-                "`flame-agents up` starts one)",
-                **err.fields,
-            )
-        return err
-
-    def track(self, call: Any) -> None:
-        """Remember a streaming call so :meth:`close` can cancel it."""
-        with self._lock:
-            if self._closed:
-                call.cancel()
-            self._calls.add(call)
-
-    def untrack(self, call: Any) -> None:
-        """Forget a finished streaming call."""
-        with self._lock:
-            self._calls.discard(call)
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        """Run ``fn`` on the connection's thread pool and return its Future."""
-        self.check_open("run")
-        return self._executor.submit(fn)
-
-    def check_open(self, op: str) -> None:
-        """Raise InvalidStateError if the connection was closed."""
-        if self._closed:
-            raise InvalidStateError(f"{op}: the connection to {self.endpoint} is closed")
-
-    def close(self) -> None:
-        """Cancel running watches, stop the thread pool and close the channel (idempotent)."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            calls = list(self._calls)
-            self._calls.clear()
-        for call in calls:
-            call.cancel()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._channel.close()
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<Connection {self.endpoint} {state}>"
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -274,32 +66,50 @@ class Connection:
         priority: int = 0,
         resreq: ResourceRequirement | str | Mapping[str, Any] | None = None,
     ) -> Session:
-        """Create a session of ``application``; see :func:`flame_agents.core.create_session`."""
-        return _sessions.create_session(
-            self,
+        """Create a session of ``application`` and return its handle.
+
+        Args:
+            application: Name of a registered application.
+            common_data: Opaque bytes handed to every instance of the session.
+            session_id: The id to use (default ``<application>-<6 random alphanumerics>``).
+            min_instances: Instances kept warm even without tasks.
+            max_instances: Upper bound of concurrent instances (``None`` = unlimited).
+            priority: Scheduling priority, higher first.
+            resreq: Resources per instance: a ResourceRequirement, ``"cpu=1,mem=2g"`` or a
+                mapping (default: the runtime's, ``cpu=1,mem=1g`` on Flame).
+
+        Raises:
+            AlreadyExistsError: the session id is taken. NotFoundError: no such application.
+        """
+        spec = _sessions.session_spec(
             application,
             common_data=common_data,
-            session_id=session_id,
             min_instances=min_instances,
             max_instances=max_instances,
             priority=priority,
             resreq=resreq,
         )
+        return Session(self, _sessions.create_session(self, spec, session_id=session_id))
 
     def open_session(self, session_id: str, *, spec: Any = None) -> Session:
-        """Open (or create from ``spec``) a session; see :func:`flame_agents.core.open_session`."""
-        return _sessions.open_session(self, session_id, spec=spec)
+        """Open an existing open session, or create it when ``spec`` is given and it is missing.
+
+        ``spec`` is a mapping with :meth:`create_session`'s keyword names (``application``
+        required) or flamepy's ``SessionAttributes``. Raises NotFoundError (missing, no spec) or
+        InvalidArgumentError (closed, or the spec does not match).
+        """
+        return Session(self, _sessions.open_session(self, session_id, spec=spec))
 
     def get_session(self, session_id: str) -> SessionInfo:
-        """A fresh snapshot of a session."""
+        """A snapshot of a session: state, task counters, events, spec."""
         return _sessions.get_session(self, session_id)
 
     def list_sessions(self) -> list[SessionInfo]:
-        """Snapshots of every session the runtime knows."""
+        """Snapshots of every session the runtime knows (closed ones included)."""
         return _sessions.list_sessions(self)
 
     def close_session(self, session_id: str, *, cancel_running: bool = False) -> SessionInfo:
-        """Close a session (pending tasks are cancelled); idempotent.
+        """Close a session: pending tasks are cancelled; closing a closed session is a no-op.
 
         ``cancel_running``: stop running tasks too (our runtime only; see Session.close).
         """
@@ -320,23 +130,171 @@ class Connection:
     def register_application(
         self, name: str, spec: ApplicationSpec | Mapping[str, Any] | Any
     ) -> None:
-        """Register an application; see :func:`flame_agents.core.register_application`."""
+        """Register an application.
+
+        ``spec`` is an :class:`ApplicationSpec`, a dict with flamepy's ``ApplicationAttributes``
+        field names (``command``, ``arguments``, ``environments``, ``working_directory``, ...),
+        or an ``ApplicationAttributes``. Raises AlreadyExistsError if the name is taken.
+        """
         _applications.register_application(self, name, spec)
 
     def update_application(
         self, name: str, spec: ApplicationSpec | Mapping[str, Any] | Any
     ) -> None:
-        """Replace an application's spec (fails while it has open sessions)."""
+        """Replace an application's spec; InvalidStateError while it has open sessions."""
         _applications.update_application(self, name, spec)
 
     def unregister_application(self, name: str) -> None:
-        """Remove an application (fails while it has open sessions)."""
+        """Remove an application; InvalidStateError while it has open sessions."""
         _applications.unregister_application(self, name)
 
     def get_application(self, name: str) -> Application | None:
-        """The application called ``name``, or ``None`` if there is none."""
+        """The application called ``name``, or ``None``."""
         return _applications.get_application(self, name)
 
     def list_applications(self) -> list[Application]:
         """Every registered application."""
         return _applications.list_applications(self)
+
+    # -- executors -----------------------------------------------------------------------------
+
+    def list_executors(self) -> list[ExecutorInfo]:
+        """Every executor of the runtime: its state, the session it serves, its process."""
+        return _executors.list_executors(self)
+
+
+class Session:
+    """A session of an application: run tasks on its instances, then close it.
+
+    Obtain one from ``create_session`` or ``open_session`` (of a :class:`Connection` or the
+    module). Use it as a context manager to close the session on exit.
+    """
+
+    def __init__(
+        self, connection: Connection | Callable[[], Connection], info: SessionInfo
+    ) -> None:
+        """Wrap ``info``, bound to ``connection`` or to the connection a function returns.
+
+        The module functions pass ``default_connection``: their handles follow the default
+        connection, so they keep working after ``reset_default_connection()`` (e.g. a runtime
+        restarted on the same port).
+        """
+        self._connection = connection
+        self.id = info.id
+        """The session id."""
+        self.application = info.application
+        """The application serving the session."""
+        self._info = info
+
+    @property
+    def connection(self) -> Connection:
+        """The connection the session's RPCs go through."""
+        if isinstance(self._connection, Connection):
+            return self._connection
+        return self._connection()
+
+    @property
+    def last_info(self) -> SessionInfo:
+        """The snapshot from the last reply about this session (no RPC)."""
+        return self._info
+
+    def info(self) -> SessionInfo:
+        """A fresh snapshot of the session (state, task counters, events) from the runtime."""
+        self._info = self.connection.get_session(self.id)
+        return self._info
+
+    def common_data(self) -> bytes | None:
+        """The session's common data as given at creation (it never changes)."""
+        return self._info.common_data
+
+    def create_task(self, input: bytes | None) -> Task:
+        """Submit a task with ``input`` bytes (or None); returns it PENDING without waiting."""
+        data = check_bytes("task input", input)
+        return _tasks.create_task(self.connection, self.id, data)
+
+    def run(self, input: bytes | None) -> Future[bytes | None]:
+        """Submit a task and return a Future of its output.
+
+        The task is created before this returns (so a closed session fails here); the Future
+        resolves with the output bytes (or None), or fails with :class:`TaskFailedError` carrying
+        the service's error text.
+        """
+        data = check_bytes("task input", input)
+        started = _fastpath.start_task(self.connection, self.id, data)
+        if started is not None:
+            return self.connection.submit(lambda: _tasks.result_of(started.wait()))
+        task = _tasks.create_task(self.connection, self.id, data)
+        return self.connection.submit(lambda: self._result(task.id, None))
+
+    def invoke(self, input: bytes | None, *, timeout: float | None = None) -> bytes | None:
+        """Run a task and wait for its output.
+
+        Raises:
+            TaskFailedError: the service failed the task (message = the service's error text,
+                with ``task_id``, ``session_id``, ``remote_type`` and ``remote_traceback``
+                fields).
+            LimitExceededError: the input or the reply is over the runtime's message limit
+                (``--max-message-bytes``); a reply over it was not retried.
+            InvalidStateError: the task was cancelled because the session closed.
+            InvocationTimeoutError: no result within ``timeout`` seconds (the task keeps
+                running).
+        """
+        data = check_bytes("task input", input)
+        started = _fastpath.start_task(
+            self.connection, self.id, data, timeout=timeout, terminal_first=True
+        )
+        if started is not None:
+            return _tasks.result_of(started.wait())
+        task = _tasks.create_task(self.connection, self.id, data)
+        return self._result(task.id, timeout)
+
+    def _result(self, task_id: str, timeout: float | None) -> bytes | None:
+        task = _tasks.wait_task(self.connection, self.id, task_id, timeout=timeout)
+        return _tasks.result_of(task)
+
+    def get_task(self, task_id: str) -> Task:
+        """The current state of one task, with input, output and events."""
+        return _tasks.get_task(self.connection, self.id, check_task_id(task_id))
+
+    def list_tasks(self) -> list[Task]:
+        """Every task of the session."""
+        return _tasks.list_tasks(self.connection, self.id)
+
+    def watch_task(self, task_id: str, *, timeout: float | None = None) -> Iterator[Task]:
+        """Yield each new state of a task until its terminal state (no polling).
+
+        Raises :class:`InvocationTimeoutError` (a ``TimeoutError``) after ``timeout`` seconds.
+        """
+        return _tasks.watch_task(self.connection, self.id, check_task_id(task_id), timeout=timeout)
+
+    def close(self, *, cancel_running: bool = False) -> SessionInfo:
+        """Close the session: pending tasks are cancelled, no new tasks are accepted.
+
+        Running tasks finish first on our runtime (Flame refuses the close while a task runs).
+        ``cancel_running``: our runtime stops them instead (their instances are stopped) and
+        they end CANCELLED; leaving a ``with`` block on Ctrl-C closes this way.
+        """
+        self._info = self.connection.close_session(self.id, cancel_running=cancel_running)
+        return self._info
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        # Already failing: closing is best effort and must not hide the original error. On
+        # Ctrl-C nobody waits for the running tasks: they are stopped rather than awaited.
+        try:
+            self.close(cancel_running=isinstance(exc, KeyboardInterrupt))
+        except FlameAgentsError as close_exc:
+            _log.warning("session_close_failed", session_id=self.id, error=str(close_exc))
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} of {self.application}>"

@@ -25,7 +25,7 @@ from flame_agents.core import _tasks
 from flame_agents.types import Task
 
 if TYPE_CHECKING:
-    from flame_agents.core._connection import Connection
+    from flame_agents.core._transport import Transport
 
 __all__ = ["StartedTask", "start_task"]
 
@@ -38,7 +38,7 @@ class StartedTask:
 
     def __init__(
         self,
-        conn: Connection,
+        conn: Transport,
         task: Task,
         stream: Any,
         deadline: float | None,
@@ -83,7 +83,7 @@ class StartedTask:
 
 
 def start_task(
-    conn: Connection,
+    conn: Transport,
     session_id: str,
     input: bytes | None,
     *,

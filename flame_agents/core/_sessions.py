@@ -1,4 +1,8 @@
-"""Session operations on a connection: create, open, get, list and close sessions."""
+"""Session operations over a transport: create, open, get, list and close sessions.
+
+They answer with :class:`SessionInfo` snapshots; :class:`~flame_agents.core.Connection` wraps
+those of ``create_session``/``open_session`` in a :class:`~flame_agents.core.Session` handle.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from flame_agents._wire import closing, frontend_pb2
 from flame_agents._wire.convert import session_from_proto, session_spec_to_proto
-from flame_agents.core._session import Session
 from flame_agents.core._validate import (
     check_application_name,
     check_bytes,
@@ -21,7 +24,7 @@ from flame_agents.errors import InvalidArgumentError
 from flame_agents.types import ResourceRequirement, SessionInfo
 
 if TYPE_CHECKING:
-    from flame_agents.core._connection import Connection
+    from flame_agents.core._transport import Transport
 
 __all__ = [
     "close_session",
@@ -30,6 +33,7 @@ __all__ = [
     "list_sessions",
     "new_session_id",
     "open_session",
+    "session_spec",
 ]
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -41,15 +45,20 @@ def new_session_id(application: str) -> str:
     return f"{application}-{''.join(secrets.choice(_ALPHABET) for _ in range(6))}"
 
 
-def _session_spec(
+def session_spec(
     application: Any,
     *,
-    common_data: Any,
-    min_instances: Any,
-    max_instances: Any,
-    priority: Any,
-    resreq: Any,
+    common_data: Any = None,
+    min_instances: Any = 0,
+    max_instances: Any = None,
+    priority: Any = 0,
+    resreq: Any = None,
 ) -> Any:
+    """The checked wire spec (``types_pb2.SessionSpec``) of a new session.
+
+    The keywords and defaults are :meth:`Connection.create_session`'s; a spec given to
+    ``open_session`` as a mapping is read with these defaults too.
+    """
     check_application_name(application)
     data = check_bytes("common_data", common_data)
     check_uint32("min_instances", min_instances)
@@ -72,26 +81,10 @@ def _session_spec(
     )
 
 
-def create_session(
-    conn: Connection,
-    application: str,
-    *,
-    common_data: bytes | None = None,
-    session_id: str | None = None,
-    min_instances: int = 0,
-    max_instances: int | None = None,
-    priority: int = 0,
-    resreq: ResourceRequirement | str | Mapping[str, Any] | None = None,
-) -> Session:
-    """Create a new session; see :func:`flame_agents.core.create_session`."""
-    spec = _session_spec(
-        application,
-        common_data=common_data,
-        min_instances=min_instances,
-        max_instances=max_instances,
-        priority=priority,
-        resreq=resreq,
-    )
+def create_session(conn: Transport, spec: Any, *, session_id: str | None = None) -> SessionInfo:
+    """Create a new session from a :func:`session_spec`; its id is ``session_id`` or
+    :func:`new_session_id`'s."""
+    application = spec.application
     sid = new_session_id(application) if session_id is None else check_session_id(session_id)
     request = frontend_pb2.CreateSessionRequest(session_id=sid, session=spec)
     reply = conn.call(
@@ -101,10 +94,11 @@ def create_session(
         session_id=sid,
         application=application,
     )
-    return Session(conn, _filled(session_from_proto(reply), sid, application))
+    return _filled(session_from_proto(reply), sid, application)
 
 
 def _spec_kwargs(spec: Any) -> dict[str, Any]:
+    """The :func:`session_spec` keywords given by a mapping or a ``SessionAttributes``."""
     if isinstance(spec, Mapping):
         unknown = set(spec) - set(_SPEC_KEYS)
         if unknown:
@@ -124,17 +118,10 @@ def _spec_kwargs(spec: Any) -> dict[str, Any]:
         )
     if "application" not in values:
         raise InvalidArgumentError("spec needs an 'application'", argument="spec")
-    return {
-        "application": values["application"],
-        "common_data": values.get("common_data"),
-        "min_instances": values.get("min_instances", 0),
-        "max_instances": values.get("max_instances"),
-        "priority": values.get("priority", 0),
-        "resreq": values.get("resreq"),
-    }
+    return values
 
 
-def open_session(conn: Connection, session_id: str, *, spec: Any = None) -> Session:
+def open_session(conn: Transport, session_id: str, *, spec: Any = None) -> SessionInfo:
     """Open an existing open session, or create it from ``spec`` if it does not exist.
 
     ``spec`` is a mapping (or an object such as flamepy's ``SessionAttributes``) with the
@@ -147,14 +134,15 @@ def open_session(conn: Connection, session_id: str, *, spec: Any = None) -> Sess
     sid = check_session_id(session_id)
     proto_spec = None
     if spec is not None:
-        proto_spec = _session_spec(**_spec_kwargs(spec))
+        values = _spec_kwargs(spec)
+        proto_spec = session_spec(values.pop("application"), **values)
     request = frontend_pb2.OpenSessionRequest(session_id=sid, session=proto_spec)
     reply = conn.call("open_session", conn.stub.OpenSession, request, session_id=sid)
     info = session_from_proto(reply)
-    return Session(conn, _filled(info, sid, proto_spec.application if proto_spec else ""))
+    return _filled(info, sid, proto_spec.application if proto_spec else "")
 
 
-def get_session(conn: Connection, session_id: str) -> SessionInfo:
+def get_session(conn: Transport, session_id: str) -> SessionInfo:
     """A snapshot of one session."""
     sid = check_session_id(session_id)
     request = frontend_pb2.GetSessionRequest(session_id=sid)
@@ -162,15 +150,13 @@ def get_session(conn: Connection, session_id: str) -> SessionInfo:
     return _filled(session_from_proto(reply), sid, "")
 
 
-def list_sessions(conn: Connection) -> list[SessionInfo]:
+def list_sessions(conn: Transport) -> list[SessionInfo]:
     """Snapshots of every session."""
     reply = conn.call("list_sessions", conn.stub.ListSession, frontend_pb2.ListSessionRequest())
     return [session_from_proto(s) for s in reply.sessions]
 
 
-def close_session(
-    conn: Connection, session_id: str, *, cancel_running: bool = False
-) -> SessionInfo:
+def close_session(conn: Transport, session_id: str, *, cancel_running: bool = False) -> SessionInfo:
     """Close a session; pending tasks become CANCELLED. Closing a closed session is a no-op.
 
     ``cancel_running``: running tasks are stopped too (our runtime; see ``_wire.closing``).

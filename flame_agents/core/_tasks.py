@@ -32,7 +32,7 @@ from flame_agents.errors import (
 from flame_agents.types import Task, TaskState
 
 if TYPE_CHECKING:
-    from flame_agents.core._connection import Connection
+    from flame_agents.core._transport import Transport
 
 __all__ = [
     "create_task",
@@ -54,7 +54,7 @@ _pause = time.sleep
 _FAILED_EVENT = int(TaskState.FAILED)
 
 
-def create_task(conn: Connection, session_id: str, input: bytes | None) -> Task:
+def create_task(conn: Transport, session_id: str, input: bytes | None) -> Task:
     """Create a task in ``session_id`` with ``input``; it starts PENDING."""
     request = frontend_pb2.CreateTaskRequest(
         task=types_pb2.TaskSpec(session_id=session_id, input=input)
@@ -67,7 +67,7 @@ def create_task(conn: Connection, session_id: str, input: bytes | None) -> Task:
     return task
 
 
-def get_task(conn: Connection, session_id: str, task_id: str) -> Task:
+def get_task(conn: Transport, session_id: str, task_id: str) -> Task:
     """The current state of a task, with its events."""
     request = frontend_pb2.GetTaskRequest(task_id=task_id, session_id=session_id)
     reply = conn.call(
@@ -76,7 +76,7 @@ def get_task(conn: Connection, session_id: str, task_id: str) -> Task:
     return task_from_proto(reply, session_id=session_id)
 
 
-def list_tasks(conn: Connection, session_id: str) -> list[Task]:
+def list_tasks(conn: Transport, session_id: str) -> list[Task]:
     """Every task of a session (order as the server streams them)."""
     request = frontend_pb2.ListTaskRequest(session_id=session_id)
     conn.check_open("list_tasks")
@@ -91,7 +91,7 @@ def list_tasks(conn: Connection, session_id: str) -> list[Task]:
 
 
 def watch_task(
-    conn: Connection, session_id: str, task_id: str, *, timeout: float | None = None
+    conn: Transport, session_id: str, task_id: str, *, timeout: float | None = None
 ) -> Iterator[Task]:
     """Yield each new state of a task until (and including) its terminal state.
 
@@ -144,7 +144,7 @@ def watch_task(
 
 
 def wait_task(
-    conn: Connection, session_id: str, task_id: str, *, timeout: float | None = None
+    conn: Transport, session_id: str, task_id: str, *, timeout: float | None = None
 ) -> Task:
     """Block until the task is terminal and return it (with its failure events, if failed)."""
     updates = list(watch_task(conn, session_id, task_id, timeout=timeout))
@@ -178,15 +178,15 @@ def result_of(task: Task) -> bytes | None:
 def failure_error(task: Task) -> FlameAgentsError:
     """The error of a failed task: :class:`TaskFailedError` with the service's error text.
 
-    Its ``remote_type`` and ``remote_traceback`` fields hold the class and the innermost frames
-    of the service's exception when the message names them (our services do, see
-    ``flame_agents._wire.failures``). A reply or request over the runtime's message limit
-    raises :class:`LimitExceededError` instead: the handler is not run again, so no retry can help.
-    A task the runtime gave up on because its instance kept dying (``--max-task-attempts``)
-    raises :class:`InstanceLostError`, which is retryable.
+    Its ``remote_type``, ``remote_traceback`` and ``remote_fields`` fields hold the class, the
+    innermost frames and the fields of the service's exception when the message names them (our
+    services do, see ``flame_agents._wire.failures``). A reply or request over the runtime's
+    message limit raises :class:`LimitExceededError` instead, with the remote fields: the handler
+    is not run again, so no retry can help. A task the runtime gave up on because its instance
+    kept dying (``--max-task-attempts``) raises :class:`InstanceLostError`, which is retryable.
     """
-    message = task.error_message() or "task failed without an error message"
-    remote = parse_failure(message)
+    remote = parse_failure(task.error_message() or "task failed without an error message")
+    message = remote.message
     fields = {
         "task_id": task.id,
         "session_id": task.session_id,
@@ -194,11 +194,11 @@ def failure_error(task: Task) -> FlameAgentsError:
         "remote_traceback": remote.traceback,
     }
     if remote.type == LimitExceededError.__name__:
-        return LimitExceededError(message.partition(": ")[2], **fields)
+        return LimitExceededError(message.partition(": ")[2], **{**remote.fields, **fields})
     if remote.type == InstanceLostError.__name__ and remote.traceback is None:
         # The runtime's own failure (no service frames): the task's instances kept dying.
         return InstanceLostError(message.partition(": ")[2], **fields)
-    return TaskFailedError(message, **fields)
+    return TaskFailedError(message, remote_fields=remote.fields, **fields)
 
 
 def _remaining(deadline: float | None, timeout: float | None, **fields: Any) -> float | None:

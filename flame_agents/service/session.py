@@ -51,12 +51,18 @@ class Session:
         ctx: Any = None,
         session_id: str | None = None,
         resreq: ResourceRequirement | Mapping[str, Any] | str | None = None,
+        *,
+        connection: core.Connection | None = None,
     ) -> None:
         """Create a new session of application ``name``, or open ``session_id``.
 
         ``ctx`` (new sessions only) is the initial shared context, stored in the object cache.
         ``resreq`` is each instance's resources: a ``ResourceRequirement``, a mapping like
         ``{"cpu": 2, "memory": "4g", "gpu": 0}`` or a string like ``"cpu=2,mem=4g"``.
+        ``connection``: the runtime to use, e.g. ``core.connect(url)`` or a
+        ``LocalRuntime``'s ``connect()``; the context goes to its ``cache_endpoint``. By
+        default, the process's default connection (``FLAME_ENDPOINT``, ``~/.flame/flame.yaml``
+        or the embedded runtime).
         Passing both or neither of ``name`` and ``session_id`` raises ``ValueError``.
         """
         if name is None and session_id is None:
@@ -70,30 +76,35 @@ class Session:
                 "session_id= (open an existing one), not both"
             )
         self._closed = False
+        self._connection = connection
         if session_id is not None:
             if ctx is not None or resreq is not None:
                 raise ValueError(
                     "ctx and resreq apply only when creating a session; they cannot be passed "
                     "with session_id="
                 )
-            self._session = core.open_session(session_id)
+            opener = core.open_session if connection is None else connection.open_session
+            self._session = opener(session_id)
         else:
             assert name is not None  # narrowed by the checks above
             self._session = self._create(name, ctx, ResourceRequirement.coerce(resreq))
 
-    @staticmethod
-    def _create(name: str, ctx: Any, resreq: ResourceRequirement | None) -> core.Session:
+    def _create(self, name: str, ctx: Any, resreq: ResourceRequirement | None) -> core.Session:
+        conn = self._connection
+        cache_endpoint = None if conn is None else conn.cache_endpoint
         sid = _new_session_id(name)
         common_data: bytes | None = None
         if ctx is not None:
-            common_data = cache.put_object(f"{name}/{sid}", cloudpickle.dumps(ctx)).encode()
+            ref = cache.put_object(f"{name}/{sid}", cloudpickle.dumps(ctx), endpoint=cache_endpoint)
+            common_data = ref.encode()
+        create = core.create_session if conn is None else conn.create_session
         try:
-            return core.create_session(name, common_data=common_data, session_id=sid, resreq=resreq)
+            return create(name, common_data=common_data, session_id=sid, resreq=resreq)
         except FlameAgentsError as exc:
             if ctx is not None:
-                _forget_context(name, sid)
+                _forget_context(name, sid, cache_endpoint)
             # Flame's sqlite store reports an unknown application as an internal error, so ask.
-            if isinstance(exc, NotFoundError) or _app_missing(name):
+            if isinstance(exc, NotFoundError) or _app_missing(name, conn):
                 raise NotFoundError(_unknown_app_message(name), application=name) from exc
             raise
 
@@ -171,14 +182,15 @@ def _unknown_app_message(name: str) -> str:
     )
 
 
-def _app_missing(name: str) -> bool:
+def _app_missing(name: str, conn: core.Connection | None) -> bool:
     try:
-        return core.get_application(name) is None
+        lookup = core.get_application if conn is None else conn.get_application
+        return lookup(name) is None
     except FlameAgentsError:
         return False  # cannot tell; keep the original error
 
 
-def _forget_context(name: str, sid: str) -> None:
+def _forget_context(name: str, sid: str, endpoint: str | None) -> None:
     # The context object would otherwise be orphaned in the cache by the failed create.
     with contextlib.suppress(FlameAgentsError):
-        cache.delete_objects(f"{name}/{sid}")
+        cache.delete_objects(f"{name}/{sid}", endpoint=endpoint)

@@ -13,12 +13,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from pydantic import BaseModel
 
-from flame_agents.agent._agent import Agent
-from flame_agents.agent._context import ContextModel
-from flame_agents.agent._envelope import ReplyEnvelope, encode_request, error_from_message
-from flame_agents.agent._server import AgentHandler
-from flame_agents.agent._state import StateHandle
-from flame_agents.agent._store import MemoryStore, StateStore
+from flame_agents.agent import Agent, ContextModel
+from flame_agents.agent.testing_support import (
+    AgentHandler,
+    MemoryStore,
+    ReplyEnvelope,
+    StateHandle,
+    StateStore,
+    encode_request,
+    error_from_message,
+)
 from flame_agents.errors import (
     CacheError,
     CommitConflictError,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from flame_agents.agent._store import Fetched, StateStore
+from flame_agents.agent.testing_support import Fetched, StateStore
 from flame_agents.errors import CacheError, FlameAgentsError
 
 __all__ = ["OPS", "Fault", "FaultyStore", "SimulatedCrash"]

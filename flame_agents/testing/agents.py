@@ -16,13 +16,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from flame_agents.agent._agent import Agent
-from flame_agents.agent._context import ContextModel
-from flame_agents.agent._envelope import encode_request
-from flame_agents.agent._journal import DEFAULT_CHUNK
-from flame_agents.agent._server import AgentHandler
-from flame_agents.agent._state import DEFAULT_COMPACT_EVERY, StateHandle, create_state
-from flame_agents.agent._store import MemoryStore, StateStore
+from flame_agents.agent import Agent, ContextModel
+from flame_agents.agent.testing_support import (
+    DEFAULT_CHUNK,
+    DEFAULT_COMPACT_EVERY,
+    AgentHandler,
+    MemoryStore,
+    StateHandle,
+    StateStore,
+    create_state,
+    encode_request,
+)
 
 if TYPE_CHECKING:
     from flame_agents.testing._agent_machine import AgentStateMachine

@@ -2,9 +2,14 @@
 
 ::
 
-    with LocalRuntime() as rt:       # sets FLAME_ENDPOINT etc. for the body
-        ...                          # clients find the runtime through the environment
-        rt.restart(kill=True)        # same home, same ports: state survives
+    with LocalRuntime(set_env=False) as rt, rt.connect() as conn:
+        service.Session("echo-app", connection=conn)  # bound to this runtime, no environment
+        rt.restart(kill=True)                         # same home, same ports: state survives
+
+    with LocalRuntime() as rt:       # the default also exports FLAME_ENDPOINT etc. for the body
+        ...                          # so clients without a connection find it too
+
+Several runtimes can be alive at once, each with its own connections.
 
 Leaving the block stops the runtime and every instance process it started, even when the body
 raised, and removes the temporary home.
@@ -21,10 +26,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from flame_agents.config import RuntimeInfo, instance_socket_dir
 from flame_agents.embedded import start_runtime, stop_runtime
 from flame_agents.errors import InvalidStateError
+
+if TYPE_CHECKING:
+    from flame_agents.core import Connection
 
 __all__ = ["LocalRuntime"]
 
@@ -59,7 +68,9 @@ class LocalRuntime:
         """Prepare (not start) a runtime.
 
         ``home``: keep state there (not removed on exit); default a fresh temp dir that is
-        removed. ``set_env``: export the endpoints in ``os.environ`` for the body. ``extra_args``:
+        removed. ``set_env``: export the endpoints in ``os.environ`` for the body (and point
+        the process's default clients at this runtime); with ``set_env=False`` the environment
+        is left alone and clients get this runtime through :meth:`connect`. ``extra_args``:
         more ``python -m flame_agents.runtime`` options (e.g. ``["--max-instances", "2"]``).
         ``token``: protect the runtime with this shared token (``env()`` then carries
         ``FLAME_AGENTS_TOKEN`` so clients send it). ``follow_process``: the runtime stops by
@@ -77,6 +88,7 @@ class LocalRuntime:
         self._info: RuntimeInfo | None = None
         self._saved_env: dict[str, str | None] = {}
         self._ports = (0, 0)
+        self._connections: list[Connection] = []
 
     # -- attributes -------------------------------------------------------------------------
 
@@ -111,6 +123,24 @@ class LocalRuntime:
         if self.token is not None:
             env["FLAME_AGENTS_TOKEN"] = self.token
         return env
+
+    def connect(self, **options: Any) -> Connection:
+        """A new client connection to this runtime, found without the environment.
+
+        Pass it on: ``core`` calls as its methods, ``service.Session(..., connection=c)``,
+        ``AgentSession(..., connection=c)``. It carries the runtime's token and stores new
+        objects in this runtime's cache. ``options`` go to :class:`~flame_agents.core.Connection`
+        (``ca_file``, ``rpc_timeout``, ...). It outlives :meth:`restart` (same ports) and is
+        closed with the runtime, or earlier by ``close()``/``with``.
+        """
+        from flame_agents.core import Connection
+
+        info = self._require()
+        conn = Connection(
+            info.endpoint, cache_endpoint=info.cache_endpoint, token=self.token, **options
+        )
+        self._connections.append(conn)
+        return conn
 
     def instance_pids(self) -> list[int]:
         """Pids of the runtime's live descendants (instance processes and their children).
@@ -180,8 +210,12 @@ class LocalRuntime:
         self.start()
 
     def close(self) -> None:
-        """Stop everything (runtime, instance process groups), restore env, remove temp home."""
+        """Stop everything (runtime, instance process groups), close the connections handed
+        out, restore env, remove temp home."""
         leftovers: list[int] = []
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
         try:
             if self._info is not None:
                 with contextlib.suppress(Exception):

@@ -28,6 +28,7 @@ EXPECTED = {
     "ApplicationSpec",
     "ApplicationState",
     "Event",
+    "ExecutorInfo",
     "ResourceRequirement",
     "SessionInfo",
     "SessionState",

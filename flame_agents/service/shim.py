@@ -1,0 +1,22 @@
+"""The generic Instance shim server, for layers that serve their own handler.
+
+``FlameInstance`` serves its entrypoint through it; the agent layer (``Agent.run()``) and the
+runner's service serve theirs. This module is the seam they import: the server itself lives in
+``_instance_server`` (see its docstring for what it guarantees).
+"""
+
+from flame_agents.service._instance_server import (
+    INSTANCE_ENDPOINT_ENV,
+    InstanceHandler,
+    InstanceServer,
+    instance_endpoint,
+    serve,
+)
+
+__all__ = [
+    "INSTANCE_ENDPOINT_ENV",
+    "InstanceHandler",
+    "InstanceServer",
+    "instance_endpoint",
+    "serve",
+]
