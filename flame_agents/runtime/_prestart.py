@@ -64,6 +64,7 @@ _STARTUP_ENV_PREFIXES = (
 """Variables that shape an interpreter at start-up or modules at import: a spare started with
 one set of them cannot stand in for a launch with another."""
 
+
 @dataclass(frozen=True)
 class LaunchTarget:
     """A launch a spare can run: the interpreter with a script or a module, and the rest."""
