@@ -25,7 +25,7 @@ from flame_agents.runtime._board import TaskBoard
 from flame_agents.runtime._builtins import reconcile_builtins
 from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
 from flame_agents.runtime._home import EndpointHistory, HomeLayout, HomeLock
-from flame_agents.runtime._instance import InstanceCredentials
+from flame_agents.runtime._launch_spec import InstanceCredentials
 from flame_agents.runtime._malformed import MalformedRequestInterceptor
 from flame_agents.runtime._options import SchedulerOptions, SchedulingLimits
 from flame_agents.runtime._parent_watch import wait_for_exit

@@ -37,13 +37,8 @@ from flame_agents._wire.cache_aliases import retarget_ref
 from flame_agents._wire.failures import failure_message
 from flame_agents.runtime._apps import TASK_TIMEOUT_LABEL, SpecError, task_timeout
 from flame_agents.runtime._board import EVENT_BIND_FAILED, SessionView, TaskBoard
-from flame_agents.runtime._instance import (
-    BindError,
-    InstanceLost,
-    InstanceProcess,
-    LaunchSpec,
-    TaskTimeout,
-)
+from flame_agents.runtime._instance import InstanceProcess
+from flame_agents.runtime._launch_spec import BindError, InstanceLost, LaunchSpec, TaskTimeout
 from flame_agents.runtime._options import SchedulerOptions
 from flame_agents.runtime._prestart import PrestartPool
 from flame_agents.runtime._resources import Allocation

@@ -17,7 +17,8 @@ from runtime_support import SERVICES
 
 from flame_agents._wire import types_pb2
 from flame_agents.runtime._board import TaskBoard
-from flame_agents.runtime._instance import InstanceProcess, LaunchSpec
+from flame_agents.runtime._instance import InstanceProcess
+from flame_agents.runtime._launch_spec import LaunchSpec
 from flame_agents.runtime._options import SchedulerOptions
 from flame_agents.runtime._resources import (
     Allocation,
