@@ -16,6 +16,7 @@ ALLOWED: dict[str, set[str]] = {
     "core": LEAVES | {"_wire", "cache"},
     "service": LEAVES | {"_wire", "core", "cache"},
     "agent": LEAVES | {"_wire", "core", "cache", "service"},
+    "runner": LEAVES | {"_wire", "core", "cache", "service"},
     "runtime": LEAVES | {"_wire"},
 }
 """For each layer, the other top-level parts of flame_agents it may import."""

@@ -29,6 +29,7 @@ PINNED = {
         "Migration",
         "RetryPolicy",
     },
+    "flame_agents.runner": {"ObjectFuture", "Runner", "RunnerService"},
     "flame_agents.testing": {"AgentHarness", "AgentStateMachine", "LocalRuntime"},
 }
 
