@@ -129,6 +129,9 @@ class TaskFailedError(FlameAgentsError):
     """Class name of the service's exception (``"ValueError"``), when the message names it."""
     remote_traceback: str | None = None
     """The innermost frames of the service's traceback, formatted as Python does, or None."""
+    remote_fields: dict[str, Any] | None = None
+    """The fields of the service's exception when it was one of ours (``{"limit": 5}``), else
+    empty; the agent layer raises the remote class with them."""
 
 
 class CommitConflictError(FlameAgentsError):

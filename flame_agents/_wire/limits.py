@@ -80,6 +80,7 @@ def reply_too_large(task_id: str, size: int, limit: int) -> str:
         f"the reply of task {task_id} is {size} bytes, over the message limit: a task's output "
         f"may be at most {output_budget(limit)} bytes under the runtime's "
         f"{MAX_MESSAGE_OPTION}={limit}. The handler ran once and is not run again. " + _HOW_TO_FIX,
+        fields={"size": size, "limit": limit},
     )
 
 

@@ -8,7 +8,8 @@ Schema>`` when the request asked for it.
 
 JSON rather than pickles: validated on both ends, readable without user classes, and not
 executable (DESIGN decision 4). Failures travel as the task's message, prefixed with the error
-class name so the client can raise the same class.
+class name and followed by the error's fields, so the client can raise the same class with the
+same fields.
 """
 
 from __future__ import annotations
@@ -130,12 +131,17 @@ class ReplyEnvelope:
 def error_from_message(message: str, **fields: Any) -> FlameAgentsError:
     """Rebuild the error an instance reported as ``"<ErrorClass>: <text>"``.
 
+    ``fields`` are those of the client's :class:`TaskFailedError`; its ``remote_fields`` (the
+    fields the instance set on the error) become fields of the rebuilt error, under the
+    client's own (``task_id``, ``session_id``, ...).
+
     A retryable class comes back retryable: the agent layer reports one only when it asks for a
     retry with the same idempotency key (a commit whose outcome it could not establish); a
     handler's exception of a retryable class arrives as ``"TaskFailedError: <ErrorClass>: ..."``.
     """
+    remote_fields = fields.pop("remote_fields", None) or {}
     name, sep, text = message.partition(": ")
     cls = getattr(errors, name, None) if sep else None
     if isinstance(cls, type) and issubclass(cls, FlameAgentsError):
-        return cls(text, **fields)
-    return TaskFailedError(message, **fields)
+        return cls(text, **{**remote_fields, **fields})
+    return TaskFailedError(message, remote_fields=remote_fields, **fields)

@@ -8,9 +8,11 @@ recorded reply for the key or fail; never fork. A commit whose outcome the store
 is resolved by :class:`StateHandle` (re-read, look the key up), and what cannot be resolved is
 reported as a retryable error, so the client retries with the same key.
 
-Failures travel to the client as ``"<ErrorClass>: <text>"``. A retryable class there means the
-agent layer (reading or committing state) asks for a retry; a handler's own exception is never
-retried, so one of a retryable class is reported as ``"TaskFailedError: <ErrorClass>: <text>"``.
+Failures travel to the client as ``"<ErrorClass>: <text>"`` followed by an error document that
+carries the class and the error's fields (``flame_agents._wire.failures``), so the client raises
+the same class with the same fields. A retryable class there means the agent layer (reading or
+committing state) asks for a retry; a handler's own exception is never retried, so one of a
+retryable class is reported as ``"TaskFailedError: <ErrorClass>: <text>"`` (without fields).
 """
 
 from __future__ import annotations
@@ -143,13 +145,18 @@ class AgentHandler:
         try:
             return self.invoke(input, task_id=task_id).encode()
         except Exception as exc:
-            # The class name travels in the task message so the client raises the same class.
+            # Class and fields travel with the task's failure so the client raises the same.
             text = exc.message if isinstance(exc, FlameAgentsError) else str(exc)
             name = type(exc).__name__
+            reported = name
+            fields = exc.fields if isinstance(exc, FlameAgentsError) else {}
             if exc is self._handler_error and getattr(exc, "retryable", False):
                 # The client retries a retryable class; a handler's failure it must not retry.
                 name = f"{TaskFailedError.__name__}: {name}"
-            raise TaskFailedError(f"{name}: {text}") from exc
+                reported, fields = TaskFailedError.__name__, {}
+            raise TaskFailedError(
+                f"{name}: {text}", remote_type=reported, remote_fields=fields
+            ) from exc
         finally:
             self._handler_error = None
 

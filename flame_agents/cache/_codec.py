@@ -16,26 +16,20 @@ from typing import Any
 import cloudpickle
 import pyarrow as pa
 
+from flame_agents._wire.cache.schemas import (
+    FORMAT_ARROW_TABLE,
+    FORMAT_KEY,
+    LOGICAL_TYPE_KEY,
+    VERSION_KEY,
+)
+
 __all__ = [
-    "FORMAT_ARROW_TABLE",
-    "FORMAT_KEY",
-    "OPAQUE_SCHEMA",
     "NativePayload",
     "decode_data",
     "encode_data",
     "from_native",
-    "is_native",
     "native_payload",
-    "native_version",
-    "opaque_batch",
 ]
-
-FORMAT_KEY = b"flame.cache.format"
-VERSION_KEY = b"flame.cache.version"
-LOGICAL_TYPE_KEY = b"flame.cache.logical_type"
-FORMAT_ARROW_TABLE = b"arrow-table-v1"
-
-OPAQUE_SCHEMA = pa.schema([pa.field("version", pa.uint64()), pa.field("data", pa.binary())])
 
 _PICKLE = b"FLM\x00"
 _NUMPY = b"FLM\x01"
@@ -92,13 +86,6 @@ def decode_data(data: bytes) -> Any:
     return cloudpickle.loads(data)
 
 
-def opaque_batch(data: bytes) -> pa.RecordBatch:
-    """The one-row ``(version=0, data)`` batch every opaque upload sends."""
-    return pa.RecordBatch.from_arrays(
-        [pa.array([0], pa.uint64()), pa.array([data], pa.binary())], schema=OPAQUE_SCHEMA
-    )
-
-
 @dataclass(frozen=True)
 class NativePayload:
     """A tabular object in native Arrow form: its schema (with flame metadata) and batches."""
@@ -148,19 +135,6 @@ def native_payload(obj: Any) -> NativePayload | None:
     # An empty table has no batches, but an upload needs at least one.
     batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=schema)]
     return NativePayload(schema, batches)
-
-
-def is_native(schema: pa.Schema) -> bool:
-    """Whether a reply schema marks a native Arrow object."""
-    return bool((schema.metadata or {}).get(FORMAT_KEY) == FORMAT_ARROW_TABLE)
-
-
-def native_version(schema: pa.Schema) -> int:
-    """The version a native reply carries in ``flame.cache.version`` (0 if missing)."""
-    try:
-        return int((schema.metadata or {}).get(VERSION_KEY, b"0"))
-    except ValueError:
-        return 0
 
 
 def from_native(table: pa.Table) -> Any:

@@ -6,16 +6,11 @@ from typing import Any
 
 import pyarrow.flight as flight
 
+from flame_agents._wire.cache.commands import patch_command
+from flame_agents._wire.cache.keys import check_key, check_pattern, check_prefix
+from flame_agents._wire.cache.schemas import OPAQUE_SCHEMA, opaque_batch
 from flame_agents.cache import _transport
-from flame_agents.cache._codec import (
-    OPAQUE_SCHEMA,
-    decode_data,
-    encode_data,
-    from_native,
-    native_payload,
-    opaque_batch,
-)
-from flame_agents.cache._keys import check_key, check_pattern, check_prefix
+from flame_agents.cache._codec import decode_data, encode_data, from_native, native_payload
 from flame_agents.cache._local import Cached, Deserializer, LocalCache
 from flame_agents.cache._ref import ObjectRef
 from flame_agents.errors import InvalidArgumentError, ObjectNotFoundError
@@ -110,7 +105,7 @@ def update_object(ref: ObjectRef, obj: Any, *, expected_version: int | None = No
 def patch_object(ref: ObjectRef, delta: Any) -> ObjectRef:
     """Append ``delta`` to the object's patches; returns the new ref (version + 1)."""
     _check_ref(ref)
-    descriptor = flight.FlightDescriptor.for_command(f"PATCH:{ref.key}".encode())
+    descriptor = flight.FlightDescriptor.for_command(patch_command(ref.key))
     batch = opaque_batch(encode_data(delta))
     new_ref = _transport.put(
         ref.endpoint, descriptor, OPAQUE_SCHEMA, [batch], op="patch_object", key=ref.key

@@ -2,9 +2,11 @@
 commits, and incremental reads that return only the patches after a known version.
 
 Conditional commits use our cache's ``PATCHIF:<expected>:<key>`` / ``PUTIF:<expected>:<key>``
-commands, which apply atomically. A Flame server rejects those commands; against one the
-client falls back to check-then-write (read at the expected version, then write and verify
-the resulting version), which detects but cannot always prevent a concurrent writer.
+commands (:mod:`flame_agents._wire.cache.commands`), which apply atomically. A Flame server
+rejects those commands; against one the client falls back to check-then-write (read at the
+expected version, then write and verify the resulting version), which detects but cannot always
+prevent a concurrent writer. Which rejection means "no such command" is decided by its code
+(:func:`~flame_agents._wire.cache.rejections.is_unsupported_command`), never by its text.
 """
 
 from __future__ import annotations
@@ -14,9 +16,16 @@ from dataclasses import dataclass, field
 import pyarrow.flight as flight
 
 from flame_agents._logging import get_logger
+from flame_agents._wire.cache.commands import (
+    PATCH_IF,
+    PUT_IF,
+    conditional_command,
+    patch_command,
+)
+from flame_agents._wire.cache.keys import check_key, check_key_or_prefix
+from flame_agents._wire.cache.rejections import is_unsupported_command
+from flame_agents._wire.cache.schemas import OPAQUE_SCHEMA, opaque_batch
 from flame_agents.cache import _transport
-from flame_agents.cache._codec import OPAQUE_SCHEMA, opaque_batch
-from flame_agents.cache._keys import check_key, check_key_or_prefix
 from flame_agents.cache._objects import default_endpoint, local_cache
 from flame_agents.cache._ref import ObjectRef
 from flame_agents.errors import (
@@ -29,19 +38,6 @@ from flame_agents.errors import (
 __all__ = ["RawObject", "fetch_raw", "patch_raw", "put_raw", "update_raw"]
 
 _log = get_logger(__name__)
-
-# Our server's own rejections start with these; anything else on a conditional command means
-# the server does not know the command (a Flame cache).
-_OWN_REJECTIONS = (
-    "invalid key",
-    "No data received",
-    "opaque uploads",
-    "cannot patch",
-    "a patch of",
-    "object ",
-    "a conditional put",
-    "the expected version",
-)
 
 
 @dataclass(frozen=True)
@@ -106,8 +102,8 @@ def update_raw(ref: ObjectRef, data: bytes, *, expected_version: int | None = No
     _check_expected(expected_version)
     if expected_version is None:
         return _send(ref, flight.FlightDescriptor.for_path(ref.key), body, "update_raw")
-    command = f"PUTIF:{expected_version}:{ref.key}".encode()
-    return _conditional(ref, command, body, expected_version, "update_raw")
+    command = conditional_command(PUT_IF, expected_version, ref.key)
+    return _conditional(ref, command, body, expected_version, "update_raw", patch=False)
 
 
 def patch_raw(ref: ObjectRef, data: bytes, *, expected_version: int | None = None) -> ObjectRef:
@@ -117,27 +113,24 @@ def patch_raw(ref: ObjectRef, data: bytes, *, expected_version: int | None = Non
     body = _check_data(data)
     _check_expected(expected_version)
     if expected_version is None:
-        command = f"PATCH:{ref.key}".encode()
-        return _send(ref, flight.FlightDescriptor.for_command(command), body, "patch_raw")
-    command = f"PATCHIF:{expected_version}:{ref.key}".encode()
-    return _conditional(ref, command, body, expected_version, "patch_raw")
+        descriptor = flight.FlightDescriptor.for_command(patch_command(ref.key))
+        return _send(ref, descriptor, body, "patch_raw")
+    command = conditional_command(PATCH_IF, expected_version, ref.key)
+    return _conditional(ref, command, body, expected_version, "patch_raw", patch=True)
 
 
-def _conditional(ref: ObjectRef, command: bytes, data: bytes, expected: int, op: str) -> ObjectRef:
+def _conditional(
+    ref: ObjectRef, command: bytes, data: bytes, expected: int, op: str, *, patch: bool
+) -> ObjectRef:
     if ref.endpoint not in _transport.unconditional_endpoints:
         try:
             return _send(ref, flight.FlightDescriptor.for_command(command), data, op)
         except (InvalidArgumentError, CacheError) as exc:
-            if isinstance(exc, CommitConflictError) or _is_own_rejection(exc):
+            if not is_unsupported_command(exc):
                 raise
             _log.warning("cache_conditional_unsupported", endpoint=ref.endpoint, error=str(exc))
             _transport.unconditional_endpoints.add(ref.endpoint)
-    return _check_then_write(ref, data, expected, op, patch=command.startswith(b"PATCHIF:"))
-
-
-def _is_own_rejection(exc: Exception) -> bool:
-    text = str(exc).split(": ", 1)[-1]
-    return text.startswith(_OWN_REJECTIONS)
+    return _check_then_write(ref, data, expected, op, patch=patch)
 
 
 def _check_then_write(
@@ -158,7 +151,7 @@ def _check_then_write(
             current_version=current,
         )
     descriptor = (
-        flight.FlightDescriptor.for_command(f"PATCH:{ref.key}".encode())
+        flight.FlightDescriptor.for_command(patch_command(ref.key))
         if patch
         else flight.FlightDescriptor.for_path(ref.key)
     )

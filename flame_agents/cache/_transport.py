@@ -1,5 +1,8 @@
 """Arrow Flight calls of the cache client: pooled clients per location and the wire forms of
-put, get and delete (flame-wire §4.2, §8.6).
+put, get and delete (flame-wire §4.2, §8.6), as :mod:`flame_agents._wire.cache` spells them.
+
+Every call asks for structured rejections (:data:`~flame_agents._wire.cache.rejections.
+REJECTIONS_HEADER`); a server that ignores the header (Flame) still gets Flame's calls.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from flame_agents._wire.cache.commands import DELETE_ACTION, decode_put_result, ticket
+from flame_agents._wire.cache.rejections import (
+    REJECTIONS_HEADER,
+    REJECTIONS_VALUE,
+    map_flight_error,
+)
+from flame_agents._wire.cache.schemas import ROW_BASE, ROW_PATCH, is_native, native_version
 from flame_agents.cache import _aliases
-from flame_agents.cache._codec import is_native, native_version
-from flame_agents.cache._errors import map_flight_error
 from flame_agents.cache._ref import ObjectRef
 from flame_agents.config import auth_metadata
 from flame_agents.errors import CacheError, ObjectNotFoundError, RuntimeUnavailableError
@@ -28,6 +35,10 @@ _T = TypeVar("_T")
 
 # Objects can be large: never let gRPC's default 4 MiB message limit cut them off.
 _GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+
+_OPTIONS = flight.FlightCallOptions(
+    headers=[(REJECTIONS_HEADER.encode(), REJECTIONS_VALUE.encode())]
+)
 
 _pool: dict[str, flight.FlightClient] = {}
 _pool_lock = threading.Lock()
@@ -95,7 +106,7 @@ def reset_clients() -> None:
 
 
 def _run_action(endpoint: str, action: flight.Action) -> list[bytes]:
-    return [r.body.to_pybytes() for r in _client(endpoint).do_action(action)]
+    return [r.body.to_pybytes() for r in _client(endpoint).do_action(action, _OPTIONS)]
 
 
 def _aliased(endpoint: str, attempt: Callable[[str], _T]) -> _T:
@@ -140,7 +151,7 @@ def put(
 
     def attempt(target: str) -> object:
         with _call(target, op, key) as client:
-            writer, reader = client.do_put(descriptor, schema)
+            writer, reader = client.do_put(descriptor, schema, _OPTIONS)
             try:
                 for batch in batches:
                     writer.write_batch(batch)
@@ -152,8 +163,7 @@ def put(
     metadata = _aliased(endpoint, attempt)
     if metadata is None:
         raise CacheError(f"{op}: the cache server sent no PutResult", key=key, endpoint=endpoint)
-    doc = bson.decode(bytes(metadata))  # type: ignore[call-overload]
-    return ObjectRef(str(doc["endpoint"]), str(doc["key"]), int(doc["version"]))
+    return ObjectRef(*decode_put_result(bytes(metadata)))  # type: ignore[call-overload]
 
 
 @dataclass
@@ -173,7 +183,7 @@ def get(endpoint: str, key: str, since: int) -> Reply:
 
     def attempt(target: str) -> pa.Table:
         with _call(target, "get_object", key) as client:
-            return client.do_get(flight.Ticket(f"{key}:{since}".encode())).read_all()
+            return client.do_get(flight.Ticket(ticket(key, since)), _OPTIONS).read_all()
 
     table = _aliased(endpoint, attempt)
     if is_native(table.schema):
@@ -192,15 +202,15 @@ def _rows_reply(table: pa.Table, key: str) -> Reply:
         return Reply("full", max(v for v, _ in rows), base, base_version, rows[1:])
     kinds = table.column("kind").to_pylist()
     data = table.column("data").to_pylist()
-    patches = [(v, d) for v, k, d in zip(versions, kinds, data, strict=True) if k == "patch"]
+    patches = [(v, d) for v, k, d in zip(versions, kinds, data, strict=True) if k == ROW_PATCH]
     patch_versions = [v for v, _ in patches]
     if patch_versions != sorted(set(patch_versions)):
         raise CacheError(f"get_object: patches of {key} arrive out of order", key=key)
-    if kinds[0] == "base":
-        if kinds.count("base") != 1:
+    if kinds[0] == ROW_BASE:
+        if kinds.count(ROW_BASE) != 1:
             raise CacheError(f"get_object: reply for {key} has several base rows", key=key)
         return Reply("full", max(versions), data[0], versions[0], patches)
-    if "base" in kinds:
+    if ROW_BASE in kinds:
         raise CacheError(f"get_object: reply for {key} does not start with its base", key=key)
     return Reply("patches", max(versions), patches=patches)
 
@@ -210,7 +220,7 @@ def delete(endpoint: str, pattern: str) -> None:
 
     def attempt(target: str) -> list[object]:
         with _call(target, "delete_objects", pattern) as client:
-            return list(client.do_action(flight.Action("DELETE", pattern.encode())))
+            return list(client.do_action(flight.Action(DELETE_ACTION, pattern.encode()), _OPTIONS))
 
     results = _aliased(endpoint, attempt)
     if not results:

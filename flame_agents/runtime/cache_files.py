@@ -20,15 +20,17 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from flame_agents._wire.cache.schemas import (
+    FORMAT_ARROW_TABLE,
+    FORMAT_KEY,
+    OPAQUE_SCHEMA,
+    VERSION_KEY,
+)
 from flame_agents.errors import CacheError
 from flame_agents.runtime.cache_journal import GroupSync, fsync_path
 
 __all__ = [
-    "FORMAT_ARROW_TABLE",
-    "FORMAT_KEY",
-    "OPAQUE_SCHEMA",
     "TMP_SUFFIX",
-    "VERSION_KEY",
     "Durability",
     "StoredFile",
     "fsync_dir",
@@ -38,15 +40,10 @@ __all__ = [
     "write_opaque",
 ]
 
-FORMAT_KEY = b"flame.cache.format"
-VERSION_KEY = b"flame.cache.version"
-FORMAT_ARROW_TABLE = b"arrow-table-v1"
 _FORMAT_OPAQUE = b"opaque-v1"
 _CRC_KEY = b"flame.cache.crc32"
 TMP_SUFFIX = ".tmp"
 """Suffix of in-flight temporary files; left-overs of a crash are removed at start-up."""
-
-OPAQUE_SCHEMA = pa.schema([pa.field("version", pa.uint64()), pa.field("data", pa.binary())])
 
 
 @dataclass

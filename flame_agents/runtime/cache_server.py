@@ -1,9 +1,10 @@
 """The Arrow Flight object cache server of the embedded runtime (flame-wire §4.2, byte for byte).
 
 Descriptors, tickets and replies are Flame 0.6's, so flamepy's cache API works unmodified
-against it. One extension, for conditional commits: ``PATCHIF:<expected>:<key>`` and
-``PUTIF:<expected>:<key>`` command descriptors apply only when the object's version equals
-``<expected>``, and otherwise fail with a message starting "version conflict".
+against it. Our extensions, all spelled in :mod:`flame_agents._wire.cache`: the conditional
+commands ``PATCHIF:<expected>:<key>`` and ``PUTIF:<expected>:<key>``, and structured rejections
+(a code and fields in the Flight error's ``extra_info``; for NOT_FOUND and INVALID_ARGUMENT only
+when the call asks for them, so flamepy still sees Flame's errors).
 """
 
 from __future__ import annotations
@@ -14,21 +15,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_agents._logging import get_logger
+from flame_agents._wire.cache.commands import (
+    DELETE_ACTION,
+    PUT_IF,
+    encode_put_result,
+    parse_command,
+    parse_ticket,
+)
+from flame_agents._wire.cache.keys import CacheKey, parse_key
+from flame_agents._wire.cache.rejections import (
+    REJECTIONS_HEADER,
+    REJECTIONS_VALUE,
+    flight_error,
+)
+from flame_agents._wire.cache.schemas import REPLY_SCHEMA, is_native
 from flame_agents._wire.cache_aliases import FORMER_ENDPOINTS_ACTION, encode_former
 from flame_agents.errors import (
-    CommitConflictError,
     FlameAgentsError,
+    InternalError,
     InvalidArgumentError,
     LimitExceededError,
-    NotFoundError,
 )
-from flame_agents.runtime.cache_files import FORMAT_ARROW_TABLE, FORMAT_KEY
-from flame_agents.runtime.cache_keys import CacheKey, parse_key
 from flame_agents.runtime.object_store import (
     DEFAULT_MAX_MEMORY,
     DEFAULT_MAX_PATCHES,
@@ -39,47 +50,45 @@ from flame_agents.runtime.object_store import (
     ReadReply,
 )
 
-__all__ = ["DEFAULT_MAX_OBJECT_BYTES", "REPLY_SCHEMA", "CacheServer"]
+__all__ = ["DEFAULT_MAX_OBJECT_BYTES", "CacheServer"]
 
 DEFAULT_MAX_OBJECT_BYTES = 1024**3
 """Largest single upload (a base or a patch) accepted; ``--max-object-bytes`` changes it."""
 
-REPLY_SCHEMA = pa.schema(
-    [
-        pa.field("version", pa.uint64(), nullable=False),
-        pa.field("kind", pa.utf8(), nullable=False),
-        pa.field("data", pa.binary(), nullable=False),
-    ]
-)
-"""Schema of every non-native do_get reply: rows ``(version, "base"|"patch", data)``."""
-
 _log = get_logger(__name__)
+_STRUCTURED = "rejections"
+"""Middleware key present on calls that asked for structured rejections."""
+
+
+class _Structured(flight.ServerMiddleware):  # type: ignore[misc]
+    """Marks a call that sent the structured-rejections header."""
+
+
+class _StructuredFactory(flight.ServerMiddlewareFactory):  # type: ignore[misc]
+    def start_call(self, info: Any, headers: dict[str, list[Any]]) -> _Structured | None:
+        """Mark the call if it asked for structured rejections."""
+        values = headers.get(REJECTIONS_HEADER, ())
+        return _Structured() if REJECTIONS_VALUE in values else None
 
 
 @contextlib.contextmanager
-def _as_flight_errors(op: str) -> Iterator[None]:
-    """Translate store errors to the Flight status Flame uses for them."""
+def _as_flight_errors(op: str, context: Any) -> Iterator[None]:
+    """Translate store errors to Flight errors (:mod:`flame_agents._wire.cache.rejections`)."""
     try:
         yield
-    except CommitConflictError as exc:
-        # No Flight class carries ABORTED; the message prefix is what clients match.
-        raise flight.FlightServerError(exc.message) from exc
-    except NotFoundError as exc:
-        raise pa.ArrowKeyError(exc.message) from exc  # -> NOT_FOUND
-    except ValueError as exc:  # InvalidArgumentError, LimitExceededError, bad payloads
-        raise pa.ArrowInvalid(str(exc)) from exc  # -> INVALID_ARGUMENT
     except FlameAgentsError as exc:
-        _log.error("cache_op_failed", op=op, error=str(exc))
-        raise flight.FlightInternalError(f"{op}: {exc}") from exc
+        structured = context.get_middleware(_STRUCTURED) is not None
+        error = flight_error(exc, op=op, structured=structured)
+        if isinstance(error, flight.FlightInternalError):
+            _log.error("cache_op_failed", op=op, error=str(exc))
+        raise error from exc
+    except ValueError as exc:  # a payload pyarrow could not read
+        raise pa.ArrowInvalid(str(exc)) from exc  # -> INVALID_ARGUMENT
     except OSError as exc:
         _log.error("cache_io_failed", op=op, error=str(exc))
-        raise flight.FlightInternalError(f"{op}: storage failure: {exc}") from exc
-
-
-def _parse_int(text: str, what: str) -> int:
-    if not text.isdigit():
-        raise InvalidArgumentError(f"{what} must be a non-negative integer, got {text!r}")
-    return int(text)
+        raise flight_error(
+            InternalError(f"storage failure: {exc}"), op=op, structured=True
+        ) from exc
 
 
 def _read_upload(reader: Any, max_bytes: int) -> tuple[pa.Schema, list[pa.RecordBatch]]:
@@ -114,10 +123,6 @@ def _opaque_bytes(schema: pa.Schema, batches: list[pa.RecordBatch]) -> bytes:
     return b"".join(v or b"" for batch in batches for v in batch.column(1).to_pylist())
 
 
-def _is_native(schema: pa.Schema) -> bool:
-    return bool((schema.metadata or {}).get(FORMAT_KEY) == FORMAT_ARROW_TABLE)
-
-
 class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
     """Arrow Flight object cache serving the objects stored under ``root``.
 
@@ -149,7 +154,7 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
             Path(root), max_memory=max_memory, max_patches=max_patches, fsync=fsync
         )
         self._max_object_bytes = max_object_bytes
-        middleware = {}
+        middleware: dict[str, flight.ServerMiddlewareFactory] = {_STRUCTURED: _StructuredFactory()}
         if token:
             from flame_agents.runtime._auth import FlightTokenMiddlewareFactory
 
@@ -157,7 +162,7 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
         scheme = "grpc+tls" if tls else "grpc"
         super().__init__(
             f"{scheme}://{host}:{port}",
-            middleware=middleware or None,
+            middleware=middleware,
             tls_certificates=[tls] if tls else None,
         )
         # A wildcard bind address cannot be dialled: advertise loopback instead.
@@ -193,8 +198,7 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
     # -- helpers --------------------------------------------------------------------------
 
     def _put_result(self, writer: Any, key: str, version: int) -> None:
-        doc = {"endpoint": self._endpoint, "key": key, "version": bson.Int64(version)}
-        writer.write(pa.py_buffer(bson.encode(doc)))
+        writer.write(pa.py_buffer(encode_put_result(self._endpoint, key, version)))
 
     def _location(self) -> flight.Location:
         # pyarrow spells TLS gRPC "grpc+tls"; the advertised endpoint uses Flame's "grpcs".
@@ -204,7 +208,7 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
 
     def do_put(self, context: Any, descriptor: Any, reader: Any, writer: Any) -> None:
         """Put (prefix path), update (full-key path), PATCH / PATCHIF / PUTIF (command)."""
-        with _as_flight_errors("do_put"):
+        with _as_flight_errors("do_put", context):
             if descriptor.descriptor_type == flight.DescriptorType.PATH:
                 target = parse_key(
                     "/".join(p.decode("utf-8") for p in descriptor.path), allow_prefix=True
@@ -216,45 +220,31 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
             self._put_result(writer, key, version)
 
     def _body(self, schema: pa.Schema, batches: list[pa.RecordBatch]) -> bytes | NativeBody:
-        if _is_native(schema):
+        if is_native(schema):
             return NativeBody(schema, batches)
         return _opaque_bytes(schema, batches)
 
     def _command_put(self, command: bytes, reader: Any) -> tuple[str, int]:
-        text = command.decode("utf-8", errors="replace")
-        verb, _, rest = text.partition(":")
-        expected: int | None = None
-        if verb in ("PATCHIF", "PUTIF"):
-            expected_text, _, rest = rest.partition(":")
-            expected = _parse_int(expected_text, f"the expected version of {verb}")
-        elif verb != "PATCH":
-            raise InvalidArgumentError(
-                f"unknown do_put command {text[:60]!r}: expected PATCH:<key>, "
-                "PATCHIF:<version>:<key> or PUTIF:<version>:<key>"
-            )
-        key = parse_key(rest)
+        parsed = parse_command(command)
+        key, expected = parsed.key, parsed.expected
         schema, batches = _read_upload(reader, self._max_object_bytes)
-        if verb == "PUTIF":
+        if parsed.verb == PUT_IF:
             return self.store.put(key, self._body(schema, batches), expected=expected)
-        if _is_native(schema):
+        if is_native(schema):
             raise InvalidArgumentError(f"a patch of {key} must be opaque (version, data) rows")
         version = self.store.patch(key, _opaque_bytes(schema, batches), expected=expected)
         return str(key), version
 
     def do_get(self, context: Any, ticket: Any) -> Any:
         """Ticket ``<key>:<client_version>``: not-modified, native, patches-only or full."""
-        with _as_flight_errors("do_get"):
-            text = ticket.ticket.decode("utf-8", errors="replace")
-            key_text, sep, version_text = text.rpartition(":")
-            if not sep:
-                key_text, version_text = text, "0"
-            since = _parse_int(version_text, "the ticket's client version")
-            reply = self.store.read(parse_key(key_text), since)
+        with _as_flight_errors("do_get", context):
+            key, since = parse_ticket(ticket.ticket)
+            reply = self.store.read(key, since)
         return _reply_stream(reply)
 
     def get_flight_info(self, context: Any, descriptor: Any) -> flight.FlightInfo:
         """Where to fetch a key; the schema is the stored one for native Arrow objects."""
-        with _as_flight_errors("get_flight_info"):
+        with _as_flight_errors("get_flight_info", context):
             if descriptor.descriptor_type == flight.DescriptorType.PATH:
                 text = "/".join(p.decode("utf-8") for p in descriptor.path)
             else:
@@ -287,10 +277,10 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
         """``DELETE`` of a key, ``<app>/<session>`` or ``<app>/*``: one result ``b"OK"``;
         :data:`FORMER_ENDPOINTS_ACTION`: one result, the JSON list of earlier endpoints."""
-        with _as_flight_errors("do_action"):
+        with _as_flight_errors("do_action", context):
             if action.type == FORMER_ENDPOINTS_ACTION:
                 return iter([encode_former(self.former_endpoints)])
-            if action.type != "DELETE":
+            if action.type != DELETE_ACTION:
                 raise InvalidArgumentError(
                     f"unknown action {action.type!r}: the actions are DELETE and "
                     f"{FORMER_ENDPOINTS_ACTION}"
@@ -304,7 +294,7 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
         """DELETE, and the earlier endpoints of this cache."""
         return [
-            ("DELETE", "Delete an object, '<app>/<session>' or '<app>/*'"),
+            (DELETE_ACTION, "Delete an object, '<app>/<session>' or '<app>/*'"),
             (FORMER_ENDPOINTS_ACTION, "Endpoints earlier runs of this cache advertised (JSON)"),
         ]
 

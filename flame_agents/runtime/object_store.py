@@ -37,6 +37,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from flame_agents._logging import get_logger
+from flame_agents._wire.cache.keys import CacheKey, parse_key
+from flame_agents._wire.cache.schemas import ROW_BASE, ROW_PATCH
 from flame_agents.errors import (
     CacheError,
     CommitConflictError,
@@ -62,7 +64,6 @@ from flame_agents.runtime.cache_journal import (
     encode_record,
     read_journal,
 )
-from flame_agents.runtime.cache_keys import CacheKey, parse_key
 from flame_agents.runtime.cache_lru import LoadedObject, ObjectLRU
 
 __all__ = [
@@ -532,13 +533,13 @@ class ObjectStore:
                     table.replace_schema_metadata(with_version(table.schema, version).metadata),
                 )
             patches = [
-                (meta.version, "patch", data)
+                (meta.version, ROW_PATCH, data)
                 for meta, data in zip(entry.patches, loaded.patches, strict=True)
             ]
             if since != 0 and entry.base_version <= since < version:
                 # The caller holds the base and the patches up to `since`: send only the rest.
                 return RowsReply(version, [row for row in patches if row[0] > since])
-            return RowsReply(version, [(entry.base_version, "base", loaded.base), *patches])
+            return RowsReply(version, [(entry.base_version, ROW_BASE, loaded.base), *patches])
 
     def info(self, key: CacheKey) -> ObjectInfo | None:
         """Version, size and native schema of ``key``, or None if absent."""

@@ -90,6 +90,20 @@ def test_failures_leave_state_unchanged_and_keys_replay(apps: LocalRuntime) -> N
         assert ctx.turns == 1 and [m.text for m in ctx.messages] == ["one"]
 
 
+def test_agent_errors_reach_the_client_with_their_fields(apps: LocalRuntime) -> None:
+    """An error the instance's agent layer raised with fields (a key reused for another
+    request) reaches the client across real processes with the same class and fields."""
+    with AgentSession("chat", ctx=ChatContext(), agent=ChatAgent) as s:
+        s.invoke(Ask(text="one"), idempotency_key="turn-1")
+        with pytest.raises(InvalidArgumentError) as info:
+            s.invoke(Ask(text="other"), idempotency_key="turn-1")
+    err = info.value
+    assert err.idempotency_key == "turn-1"  # type: ignore[attr-defined]
+    assert err.state_key == s.ref.key  # type: ignore[attr-defined]
+    assert err.session_id == s.id() and err.remote_type == "InvalidArgumentError"  # type: ignore[attr-defined]
+    assert "Remote error (JSON)" not in err.message
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_kill_9_of_the_instance_during_200_invocations(apps: LocalRuntime) -> None:

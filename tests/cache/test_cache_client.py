@@ -14,8 +14,8 @@ import pytest
 from cache_wire_helpers import ServerFactory
 
 from flame_agents import cache
+from flame_agents._wire.cache.rejections import map_flight_error
 from flame_agents.cache._codec import decode_data, encode_data
-from flame_agents.cache._errors import map_flight_error
 from flame_agents.errors import (
     CacheError,
     CommitConflictError,

@@ -10,8 +10,8 @@ import pytest
 from cache_wire_helpers import put_cmd, put_path
 
 from flame_agents import cache
+from flame_agents._wire.cache.keys import CacheKey, parse_key
 from flame_agents.errors import InvalidArgumentError
-from flame_agents.runtime.cache_keys import CacheKey, parse_key
 from flame_agents.runtime.cache_server import CacheServer
 
 BAD_KEYS = [

@@ -12,8 +12,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
+from flame_agents._wire.cache.keys import parse_key
 from flame_agents.errors import CommitConflictError, ObjectNotFoundError
-from flame_agents.runtime.cache_keys import parse_key
 from flame_agents.runtime.object_store import NotModified, ObjectStore, RowsReply
 
 _DATA = st.binary(max_size=40)

@@ -23,9 +23,9 @@ from runtime_support import SERVICES, Frontend, wait_until
 
 from flame_agents import cache, core
 from flame_agents._wire import types_pb2
+from flame_agents._wire.cache.keys import MAX_COMPONENT_BYTES
 from flame_agents.embedded import stop_runtime
 from flame_agents.errors import InstanceLostError, InvalidArgumentError
-from flame_agents.runtime.cache_keys import MAX_COMPONENT_BYTES
 from flame_agents.testing import LocalRuntime
 from flame_agents.types import TaskState
 

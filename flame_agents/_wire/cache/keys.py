@@ -1,8 +1,10 @@
-"""Object cache keys on the server: Flame's key grammar, checked so no key can name a path
-outside the store root.
+"""Object cache keys: Flame's key grammar (flame-wire §4.1), parsed the same way by our client
+(before any network call) and our server (so no key can name a path outside its store root).
 
-Grammar (flame-wire §4.1): ``<app>/<session>/<object_id>`` for an object, ``<app>/<session>`` for
-a prefix, ``<app>/*`` (DELETE only) for every session of an application.
+``<app>/<session>/<object_id>`` names an object, ``<app>/<session>`` a prefix (where a put
+creates a new object, and what a DELETE of a session removes), and ``<app>/*`` every session of
+an application (DELETE only). Every component is non-empty, free of ``..``, ``\\`` and NUL, not
+``.``, and at most :data:`MAX_COMPONENT_BYTES` long (it becomes a file name on the server).
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ from dataclasses import dataclass
 
 from flame_agents.errors import InvalidArgumentError
 
-__all__ = ["MAX_COMPONENT_BYTES", "WILDCARD", "CacheKey", "parse_key"]
+__all__ = [
+    "MAX_COMPONENT_BYTES",
+    "WILDCARD",
+    "CacheKey",
+    "check_key",
+    "check_key_or_prefix",
+    "check_pattern",
+    "check_prefix",
+    "parse_key",
+]
 
 WILDCARD = "*"
 """The session component that matches every session of an application (DELETE only)."""
@@ -20,6 +31,9 @@ MAX_COMPONENT_BYTES = 200
 """Each component becomes a file or directory name; stay well below the usual 255-byte limit."""
 
 _NAMES = ("application", "session", "object id")
+_PREFIX = "'<app>/<session>'"
+_OBJECT = "'<app>/<session>/<object_id>'"
+_PATTERN = "'<app>/*'"
 
 
 @dataclass(frozen=True)
@@ -85,32 +99,55 @@ def parse_key(
     ``allow_prefix`` accepts ``<app>/<session>``; ``allow_object`` accepts full keys;
     ``allow_wildcard`` accepts ``<app>/*`` (and only that use of ``*``).
     """
-    parts = text.split("/")
-    shapes = []
-    if allow_prefix:
-        shapes.append("'<app>/<session>'")
-    if allow_object:
-        shapes.append("'<app>/<session>/<object_id>'")
+    shapes = [
+        shape for shape, allowed in ((_PREFIX, allow_prefix), (_OBJECT, allow_object)) if allowed
+    ]
     if allow_wildcard:
-        shapes.append("'<app>/*'")
-    if len(parts) not in (2, 3) or (len(parts) == 3 and not allow_object):
+        shapes.append(_PATTERN)
+    expected = " or ".join(shapes)
+    if not isinstance(text, str):
         raise InvalidArgumentError(
-            f"invalid key {text!r}: expected {' or '.join(shapes)}", key=text
+            f"a cache key must be a str like {expected}, got {type(text).__name__}"
         )
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not allow_object):
+        raise InvalidArgumentError(f"invalid key {text!r}: expected {expected}", key=text)
     for value, what in zip(parts, _NAMES, strict=False):
         if value == WILDCARD and what == "session" and len(parts) == 2 and allow_wildcard:
             continue
         if WILDCARD in value:
             raise InvalidArgumentError(
                 f"invalid key {text!r}: '*' is only allowed as the whole session component of "
-                "a DELETE pattern '<app>/*'",
+                f"a DELETE pattern '<app>/*' (expected {expected})",
                 key=text,
             )
         _check_component(value, what, text)
     if len(parts) == 2:
         if parts[1] != WILDCARD and not allow_prefix:
-            raise InvalidArgumentError(
-                f"invalid key {text!r}: expected {' or '.join(shapes)}", key=text
-            )
+            raise InvalidArgumentError(f"invalid key {text!r}: expected {expected}", key=text)
         return CacheKey(parts[0], parts[1])
     return CacheKey(parts[0], parts[1], parts[2])
+
+
+def check_prefix(text: str) -> str:
+    """Accept only ``<app>/<session>`` (where a put creates a new object with a new id)."""
+    parse_key(text, allow_prefix=True, allow_object=False)
+    return text
+
+
+def check_key(text: str) -> str:
+    """Accept only a full key ``<app>/<session>/<object_id>``."""
+    parse_key(text)
+    return text
+
+
+def check_key_or_prefix(text: str) -> str:
+    """Accept a full key or a ``<app>/<session>`` prefix (no wildcard)."""
+    parse_key(text, allow_prefix=True)
+    return text
+
+
+def check_pattern(text: str) -> str:
+    """Accept what a DELETE takes: a key, ``<app>/<session>`` or ``<app>/*``."""
+    parse_key(text, allow_prefix=True, allow_wildcard=True)
+    return text
