@@ -33,6 +33,8 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from flame_agents._wire.cache.commands import ticket
+from flame_agents._wire.cache.schemas import ROW_BASE
 from flame_agents.config import TOKEN_ENV
 
 __all__ = ["SCHEMES", "FetchError", "fetch", "is_own_cache", "package_name", "unpack"]
@@ -139,7 +141,7 @@ def _from_cache(url: str, dest: Path, *, own: bool, timeout: float, env: Mapping
     try:
         client = flight.FlightClient(location, **kwargs)
         try:
-            table = client.do_get(flight.Ticket(f"{key}:0".encode()), options).read_all()
+            table = client.do_get(flight.Ticket(ticket(key, 0)), options).read_all()
         finally:
             client.close()
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -151,7 +153,7 @@ def _from_cache(url: str, dest: Path, *, own: bool, timeout: float, env: Mapping
     data = table.column("data").to_pylist()
     if "kind" in table.column_names:
         kinds = table.column("kind").to_pylist()
-        data = [d for d, k in zip(data, kinds, strict=True) if k == "base"]
+        data = [d for d, k in zip(data, kinds, strict=True) if k == ROW_BASE]
     with open(dest, "wb") as out:
         for chunk in data:
             out.write(chunk or b"")
