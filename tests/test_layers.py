@@ -159,3 +159,50 @@ def test_no_package_imports_another_packages_private_modules() -> None:
                     target = ".".join(bits[: private[0] + 1])
                     offenders.add(f"{path.relative_to(PACKAGE)} imports {target}")
     assert not offenders, "\n".join(sorted(offenders))
+
+
+RUNTIME = PACKAGE / "runtime"
+WINGS: dict[str, set[str]] = {"sessions": set(), "launch": set(), "cache": set()}
+"""For each wing of the runtime (the session manager, the launcher, the object cache), the other
+wings it may import: none. The session manager is handed its way to launch instances
+(``runtime._launch.Launch``) by the composer."""
+COMPOSERS = {"_server", "__main__"}
+"""The runtime's modules that put the wings together (start and stop, the command line)."""
+
+
+def _runtime_part(module: str) -> str | None:
+    """The wing (or top-level runtime module) ``flame_agents.runtime.X...`` names, else None."""
+    bits = module.split(".")
+    if bits[:2] != ["flame_agents", "runtime"] or len(bits) < 3:
+        return None
+    return bits[2]
+
+
+def test_runtime_wings_import_only_what_they_may() -> None:
+    """The session manager, the launcher and the object cache import no other wing (the two
+    servers never each other); the runtime's shared top-level modules import no wing; only the
+    composers import them all."""
+    offenders = []
+    for path in sorted(RUNTIME.rglob("*.py")):
+        rel = path.relative_to(RUNTIME)
+        own = rel.parts[0] if len(rel.parts) > 1 else path.stem
+        if own in COMPOSERS:
+            continue
+        allowed = WINGS.get(own, set())
+        for module, names in _imports(path):
+            targets = {_runtime_part(module)}
+            if module == "flame_agents.runtime":
+                targets = set(names)
+            for target in targets - {None, own}:
+                if target in WINGS and target not in allowed:
+                    offenders.append(f"runtime/{rel} imports the {target} wing")
+    assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("wing", sorted(WINGS))
+def test_runtime_wing_has_no_import_cycle(wing: str) -> None:
+    """The modules of each runtime wing import each other without a cycle."""
+    graph = _module_graph(RUNTIME / wing)
+    assert len(graph) > 1
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])

@@ -1,22 +1,23 @@
 """The embedded runtime: one process serving the Flame Frontend and the object cache locally.
 
 Run it with ``python -m flame_agents.runtime --home DIR`` (see :mod:`flame_agents.runtime.__main__`)
-or start it from code with :mod:`flame_agents.embedded`. Modules:
+or start it from code with :mod:`flame_agents.embedded`. Three wings, two of them servers:
+
+* ``sessions``: the Flame session manager (Frontend, TaskBoard, scheduling, the sqlite store);
+* ``launch``: starting and driving service processes as Flame's host shim does (instances,
+  prestarted interpreters, the package installer);
+* ``cache``: the Arrow Flight object cache (server, object store, journal, LRU).
+
+No wing imports another. The modules at this level are shared by the wings or put them
+together:
 
 * ``__main__``: command line and exit codes;
 * ``_server``: ``Runtime``, its start and stop (lock, store, cache, Frontend, scheduler,
   runtime.json);
-* ``_home``: home folder layout and the one-runtime-per-home lock;
-* ``_board``: the TaskBoard, the one owner of session and task state (write, then wake-up);
-* ``_store`` and ``_rows``: durable sqlite state (applications, sessions, tasks, events);
-* ``_frontend`` and ``_checks``: the gRPC ``flame.v1.Frontend`` servicer and its checks;
-* ``_apps``: application name/spec rules, defaults, built-in applications;
-* ``_protos``: wire messages from stored rows, and the node description;
-* ``_scheduler`` and ``_options``: sizing of each session's instances, and its options;
-* ``_worker``: one instance's life and its tasks' way through the board;
-* ``_resources``: the machine's capacity and the ledger of what instances hold;
-* ``_instance``: launching and driving one service process (Flame's host shim);
-* ``_prestart``: prestarted interpreters handed to launches of the runtime's Python;
-* ``flmping``: the built-in ping service;
-* ``cache_server`` (+ its store modules): the Arrow Flight object cache.
+* ``_launch``: the contract between the session manager and the launcher (``LaunchSpec``, the
+  ``ServiceProcess`` protocol, how a launch fails);
+* ``_home``: home folder layout, the one-runtime-per-home lock, the endpoints of earlier runs;
+* ``_auth``: the shared token and TLS material of both servers;
+* ``_parent_watch``: stopping with the process that started the runtime;
+* ``flmping`` and ``flmexec``: the services of the built-in applications of those names.
 """

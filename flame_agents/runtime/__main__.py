@@ -18,10 +18,10 @@ from typing import TextIO, cast
 from flame_agents import _logging
 from flame_agents.errors import ConfigError, FlameAgentsError
 from flame_agents.runtime._auth import TOKEN_ENV
-from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES
-from flame_agents.runtime._options import SchedulingLimits
 from flame_agents.runtime._server import RuntimeOptions, serve
-from flame_agents.runtime.cache_server import DEFAULT_MAX_OBJECT_BYTES
+from flame_agents.runtime.cache.server import DEFAULT_MAX_OBJECT_BYTES
+from flame_agents.runtime.sessions._frontend import DEFAULT_MAX_ID_BYTES
+from flame_agents.runtime.sessions._options import SchedulingLimits
 
 __all__ = ["main"]
 

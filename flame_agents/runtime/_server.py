@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -20,19 +21,20 @@ from flame_agents._wire.cache_aliases import RefAliases
 from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_info
 from flame_agents.errors import ConfigError
 from flame_agents.runtime import _auth
-from flame_agents.runtime._apps import builtin_applications
-from flame_agents.runtime._board import TaskBoard
-from flame_agents.runtime._builtins import reconcile_builtins
-from flame_agents.runtime._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
 from flame_agents.runtime._home import EndpointHistory, HomeLayout, HomeLock
-from flame_agents.runtime._launch_spec import InstanceCredentials
-from flame_agents.runtime._malformed import MalformedRequestInterceptor
-from flame_agents.runtime._options import SchedulerOptions, SchedulingLimits
+from flame_agents.runtime._launch import InstanceCredentials
 from flame_agents.runtime._parent_watch import wait_for_exit
-from flame_agents.runtime._prestart import PrestartPool
-from flame_agents.runtime._protos import node_name
-from flame_agents.runtime._scheduler import Scheduler
-from flame_agents.runtime._store import Store
+from flame_agents.runtime.launch._instance import InstanceProcess
+from flame_agents.runtime.launch._prestart import PrestartPool
+from flame_agents.runtime.sessions._apps import builtin_applications
+from flame_agents.runtime.sessions._board import TaskBoard
+from flame_agents.runtime.sessions._builtins import reconcile_builtins
+from flame_agents.runtime.sessions._frontend import DEFAULT_MAX_ID_BYTES, FrontendServicer
+from flame_agents.runtime.sessions._malformed import MalformedRequestInterceptor
+from flame_agents.runtime.sessions._options import SchedulerOptions, SchedulingLimits
+from flame_agents.runtime.sessions._protos import node_name
+from flame_agents.runtime.sessions._scheduler import Scheduler
+from flame_agents.runtime.sessions._store import Store
 
 __all__ = ["Runtime", "RuntimeOptions", "serve"]
 
@@ -93,9 +95,9 @@ def _port_is_free(host: str, port: int) -> bool:
 
 def _start_cache(layout: HomeLayout, opts: RuntimeOptions, previous_port: int) -> object | None:
     try:
-        from flame_agents.runtime.cache_server import CacheServer
+        from flame_agents.runtime.cache.server import CacheServer
     except ImportError:  # the cache is optional for the Frontend to work
-        _log.warning("object cache unavailable: flame_agents.runtime.cache_server not importable")
+        _log.warning("object cache unavailable: flame_agents.runtime.cache.server not importable")
         return None
     limits = {} if opts.max_object_bytes is None else {"max_object_bytes": opts.max_object_bytes}
     ports = [opts.cache_port]
@@ -230,7 +232,7 @@ class Runtime:
                 max_message_bytes=opts.max_message_bytes,
                 credentials=_instance_credentials(opts),
             ),
-            prestart=prestart if opts.prestart > 0 else None,
+            launch=partial(InstanceProcess, prestart=prestart if opts.prestart > 0 else None),
         )
         servicer = FrontendServicer(
             store,

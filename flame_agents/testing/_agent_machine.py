@@ -191,7 +191,7 @@ class AgentStateMachine(RuleBasedStateMachine):
                 self.harness.crash()
                 continue
             except TaskFailedError as exc:
-                error = error_from_message(exc.message)
+                error = error_from_message(exc.message, **exc.fields)
                 if not error.retryable:
                     raise error from exc
                 errors.append(repr(error))

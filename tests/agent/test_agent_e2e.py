@@ -27,7 +27,7 @@ from flame_agents.errors import (
     InvalidArgumentError,
     TaskFailedError,
 )
-from flame_agents.runtime.cache_journal import KIND_PATCH, read_journal
+from flame_agents.runtime.cache.journal import KIND_PATCH, read_journal
 from flame_agents.testing import LocalRuntime
 
 pytestmark = pytest.mark.e2e

@@ -27,7 +27,7 @@ from flame_agents.errors import (
     RuntimeUnavailableError,
     TaskFailedError,
 )
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 from flame_agents.testing._faults import Fault, FaultyStore
 from flame_agents.testing.agents import AgentHarness, AgentStateMachine
 

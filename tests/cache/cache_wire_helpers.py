@@ -9,7 +9,7 @@ import bson
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 
 OPAQUE = pa.schema([pa.field("version", pa.uint64()), pa.field("data", pa.binary())])
 

@@ -10,7 +10,7 @@ import pytest
 from cache_wire_helpers import ServerFactory
 
 from flame_agents import cache
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 
 
 @pytest.fixture

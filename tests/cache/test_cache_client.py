@@ -24,7 +24,7 @@ from flame_agents.errors import (
     ObjectNotFoundError,
     RuntimeUnavailableError,
 )
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 
 
 class _RecordingServer(CacheServer):

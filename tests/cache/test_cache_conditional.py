@@ -12,7 +12,7 @@ from cache_wire_helpers import ServerFactory, get, put_cmd, put_path, rows
 
 from flame_agents import cache
 from flame_agents.errors import CommitConflictError, InvalidArgumentError, ObjectNotFoundError
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 
 
 def _files(root: Path) -> dict[str, int]:

@@ -15,10 +15,14 @@ from cache_wire_helpers import ServerFactory, get, put, put_cmd, put_path, rows
 
 from flame_agents._wire.cache.keys import CacheKey, parse_key
 from flame_agents.errors import CacheError
-from flame_agents.runtime.cache_files import write_opaque
-from flame_agents.runtime.cache_journal import JOURNAL_MAGIC, KIND_PATCH, encode_record
-from flame_agents.runtime.cache_server import CacheServer
-from flame_agents.runtime.object_store import _JOURNAL_BASE_MAX, _JOURNAL_MAX, ObjectStore
+from flame_agents.runtime.cache.files import write_opaque
+from flame_agents.runtime.cache.journal import JOURNAL_MAGIC, KIND_PATCH, encode_record
+from flame_agents.runtime.cache.object_store import (
+    _JOURNAL_BASE_MAX,
+    _JOURNAL_MAX,
+    ObjectStore,
+)
+from flame_agents.runtime.cache.server import CacheServer
 
 
 def _disk_bytes(root: Path) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 
 pytestmark = pytest.mark.conformance
 

@@ -13,9 +13,9 @@ from flame_agents._wire.cache.keys import parse_key
 from flame_agents.cli._main import build_parser
 from flame_agents.cli.runtime_cmds import _runtime_options
 from flame_agents.runtime.__main__ import _parser
-from flame_agents.runtime._store import Store
-from flame_agents.runtime.cache_journal import GroupSync
-from flame_agents.runtime.object_store import ObjectStore
+from flame_agents.runtime.cache.journal import GroupSync
+from flame_agents.runtime.cache.object_store import ObjectStore
+from flame_agents.runtime.sessions._store import Store
 
 
 @pytest.fixture

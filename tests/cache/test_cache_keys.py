@@ -12,7 +12,7 @@ from cache_wire_helpers import put_cmd, put_path
 from flame_agents import cache
 from flame_agents._wire.cache.keys import CacheKey, parse_key
 from flame_agents.errors import InvalidArgumentError
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 
 BAD_KEYS = [
     "../etc",

@@ -14,7 +14,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from flame_agents._wire.cache.keys import parse_key
 from flame_agents.errors import CommitConflictError, ObjectNotFoundError
-from flame_agents.runtime.object_store import NotModified, ObjectStore, RowsReply
+from flame_agents.runtime.cache.object_store import NotModified, ObjectStore, RowsReply
 
 _DATA = st.binary(max_size=40)
 

@@ -10,7 +10,7 @@ from cache_wire_helpers import OPAQUE, get, opaque, put, put_cmd, put_path, rows
 
 from flame_agents._wire.cache.schemas import REPLY_SCHEMA
 from flame_agents._wire.cache_aliases import FORMER_ENDPOINTS_ACTION, decode_former
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 
 
 def test_put_with_prefix_creates_uuid_object_at_version_1(

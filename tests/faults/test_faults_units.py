@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flame_agents._wire import types_pb2
-from flame_agents.runtime._apps import SpecError, task_timeout, with_defaults
+from flame_agents.runtime.sessions._apps import SpecError, task_timeout, with_defaults
 
 
 def _spec(*labels: str) -> types_pb2.ApplicationSpec:

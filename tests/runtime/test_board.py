@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 
 from flame_agents._wire import types_pb2
-from flame_agents.runtime._board import RECENT_PAYLOAD_MAX, RECENT_TASKS, SessionView, TaskBoard
-from flame_agents.runtime._rows import SUCCEEDED
-from flame_agents.runtime._store import Store
+from flame_agents.runtime.sessions._board import (
+    RECENT_PAYLOAD_MAX,
+    RECENT_TASKS,
+    SessionView,
+    TaskBoard,
+)
+from flame_agents.runtime.sessions._rows import SUCCEEDED
+from flame_agents.runtime.sessions._store import Store
 from flame_agents.types import SessionState, TaskState
 
 SID = "board-s1"

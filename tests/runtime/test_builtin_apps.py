@@ -10,9 +10,9 @@ import pytest
 
 from flame_agents import core
 from flame_agents._wire import types_pb2
-from flame_agents.runtime._apps import builtin_applications, with_defaults
-from flame_agents.runtime._builtins import RECORD_NAME, reconcile_builtins
-from flame_agents.runtime._store import Store
+from flame_agents.runtime.sessions._apps import builtin_applications, with_defaults
+from flame_agents.runtime.sessions._builtins import RECORD_NAME, reconcile_builtins
+from flame_agents.runtime.sessions._store import Store
 from flame_agents.testing import LocalRuntime
 
 

@@ -28,14 +28,14 @@ import pytest
 from flame_agents import core
 from flame_agents.config import TOKEN_ENV
 from flame_agents.errors import FlameAgentsError
-from flame_agents.runtime._installer import (
+from flame_agents.runtime.launch._installer import (
     Installed,
     InstallError,
     PackageRequest,
     install,
     release_key,
 )
-from flame_agents.runtime._package_fetch import FetchError, fetch, is_own_cache
+from flame_agents.runtime.launch._package_fetch import FetchError, fetch, is_own_cache
 from flame_agents.testing import LocalRuntime
 
 VERSION = "{}.{}".format(*sys.version_info[:2])

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from runtime_support import SERVICES
 
 from flame_agents._wire import types_pb2
-from flame_agents.runtime._board import TaskBoard
-from flame_agents.runtime._instance import InstanceProcess
-from flame_agents.runtime._launch_spec import LaunchSpec
-from flame_agents.runtime._options import SchedulerOptions
-from flame_agents.runtime._resources import (
+from flame_agents.runtime._launch import LaunchSpec
+from flame_agents.runtime.launch._instance import InstanceProcess
+from flame_agents.runtime.sessions._board import TaskBoard
+from flame_agents.runtime.sessions._options import SchedulerOptions
+from flame_agents.runtime.sessions._resources import (
     Allocation,
     Capacity,
     Ledger,
@@ -28,9 +28,9 @@ from flame_agents.runtime._resources import (
     detect_gpus,
     detect_memory,
 )
-from flame_agents.runtime._rows import TaskRow
-from flame_agents.runtime._scheduler import Scheduler
-from flame_agents.runtime._store import Store
+from flame_agents.runtime.sessions._rows import TaskRow
+from flame_agents.runtime.sessions._scheduler import Scheduler
+from flame_agents.runtime.sessions._store import Store
 from flame_agents.types import TaskState
 
 GIB = 1024**3
@@ -241,6 +241,7 @@ def test_scheduler_hands_each_gpu_instance_its_own_devices(
                 cache_endpoint=None,
             ),
             capacity=Capacity(cpu=4, memory=GIB, gpus=("4", "7")),
+            launch=InstanceProcess,
         )
         seen = {}
         try:

@@ -188,12 +188,12 @@ be imported, as if the installation were broken; every other process starts norm
 import importlib.abc
 import sys
 
-MARK = "from flame_agents.runtime._spare import main"
+MARK = "from flame_agents.runtime.launch._spare import main"
 
 
 class _Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "flame_agents.runtime._spare":
+        if name == "flame_agents.runtime.launch._spare":
             raise ImportError("test: the spare program is broken on purpose")
         return None
 

@@ -8,11 +8,11 @@ import pytest
 
 from flame_agents._wire import types_pb2
 from flame_agents.errors import ConfigError
-from flame_agents.runtime._apps import SpecError, name_error, with_defaults
-from flame_agents.runtime._board import TaskBoard
 from flame_agents.runtime._home import HomeLayout, HomeLock
-from flame_agents.runtime._launch_spec import describe_exit, expand_vars
-from flame_agents.runtime._store import Store
+from flame_agents.runtime._launch import describe_exit, expand_vars
+from flame_agents.runtime.sessions._apps import SpecError, name_error, with_defaults
+from flame_agents.runtime.sessions._board import TaskBoard
+from flame_agents.runtime.sessions._store import Store
 from flame_agents.types import TaskState
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from flame_agents import core
 from flame_agents.errors import FlameAgentsError
-from flame_agents.runtime._launch_spec import stderr_tail_text
+from flame_agents.runtime._launch import stderr_tail_text
 from flame_agents.testing import LocalRuntime
 
 TYPE_ERROR = "TypeError: entrypoint echo() takes 1 positional argument but 2 were given"

@@ -15,8 +15,8 @@ import pytest
 
 from flame_agents._wire import types_pb2
 from flame_agents.errors import ConfigError
-from flame_agents.runtime import _store as st
-from flame_agents.runtime._rows import SCHEMA_VERSION, TaskRow
+from flame_agents.runtime.sessions import _store as st
+from flame_agents.runtime.sessions._rows import SCHEMA_VERSION, TaskRow
 from flame_agents.types import TaskState
 
 SID = "bench-noop-a1b2c3"
@@ -233,7 +233,7 @@ _WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from flame_agents._wire import types_pb2
-    from flame_agents.runtime import _store as st
+    from flame_agents.runtime.sessions import _store as st
     from flame_agents.types import TaskState
 
     s = st.Store(Path(sys.argv[1]))

@@ -10,7 +10,7 @@ import pytest
 from flame_agents import config
 from flame_agents.errors import ConfigError
 from flame_agents.runtime._auth import bind_error, is_loopback, load_tls, token_matches
-from flame_agents.runtime._frontend import session_id_error
+from flame_agents.runtime.sessions._frontend import session_id_error
 
 
 def test_token_matches_only_the_exact_bearer_value() -> None:

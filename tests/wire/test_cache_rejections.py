@@ -26,7 +26,7 @@ from flame_agents.errors import (
     LimitExceededError,
     ObjectNotFoundError,
 )
-from flame_agents.runtime.cache_server import CacheServer
+from flame_agents.runtime.cache.server import CacheServer
 
 
 class _TerseServer(CacheServer):

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from flame_agents._wire import types_pb2
-from flame_agents.runtime._rows import CREATED, EventRow, SessionRow, TaskRow
-from flame_agents.runtime._store import Store
+from flame_agents.runtime.sessions._rows import CREATED, EventRow, SessionRow, TaskRow
+from flame_agents.runtime.sessions._store import Store
 from flame_agents.types import SessionState, TaskState
 
 __all__ = [

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from flame_agents._wire import types_pb2
 from flame_agents.errors import ConfigError, InternalError, NotFoundError
-from flame_agents.runtime._rows import (
+from flame_agents.runtime.sessions._rows import (
     CREATED,
     SCHEMA,
     SCHEMA_VERSION,

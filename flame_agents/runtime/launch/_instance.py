@@ -48,15 +48,7 @@ from flame_agents._wire.limits import (
 )
 from flame_agents._wire.proctitle import APP_ENV, SESSION_ENV
 from flame_agents._wire.ready import READY_BYTE, READY_FD_ENV
-from flame_agents.runtime._apps import working_directory_error
-from flame_agents.runtime._installer import (
-    BIND_INSTALL_FAILED,
-    Installed,
-    InstallError,
-    PackageRequest,
-    install,
-)
-from flame_agents.runtime._launch_spec import (
+from flame_agents.runtime._launch import (
     BIND_ENTER_FAILED,
     BIND_PROCESS_FAILED,
     BindError,
@@ -68,9 +60,17 @@ from flame_agents.runtime._launch_spec import (
     describe_exit,
     expand_vars,
     stderr_tail_text,
+    working_directory_error,
 )
-from flame_agents.runtime._prestart import PrestartPool, launch_target
-from flame_agents.runtime._spawn import PipeReader, launch_argv, resolve_command
+from flame_agents.runtime.launch._installer import (
+    BIND_INSTALL_FAILED,
+    Installed,
+    InstallError,
+    PackageRequest,
+    install,
+)
+from flame_agents.runtime.launch._prestart import PrestartPool, launch_target
+from flame_agents.runtime.launch._spawn import PipeReader, launch_argv, resolve_command
 
 __all__ = ["InstanceProcess"]
 

@@ -14,13 +14,13 @@ import grpc
 import grpc.aio
 
 from flame_agents._wire import types_pb2
-from flame_agents.runtime._apps import (
+from flame_agents.runtime._launch import working_directory_error
+from flame_agents.runtime.sessions._apps import (
     SpecError,
     name_error,
     with_defaults,
-    working_directory_error,
 )
-from flame_agents.runtime._resources import resolved_spec
+from flame_agents.runtime.sessions._resources import resolved_spec
 
 __all__ = [
     "DEFAULT_MAX_ID_BYTES",

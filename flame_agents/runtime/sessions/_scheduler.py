@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
-from flame_agents.runtime._board import SessionView, TaskBoard
-from flame_agents.runtime._options import SchedulerOptions
-from flame_agents.runtime._prestart import PrestartPool
-from flame_agents.runtime._resources import Capacity, Ledger, format_bytes, resolved_spec
-from flame_agents.runtime._store import Store
-from flame_agents.runtime._worker import (
+from flame_agents.runtime._launch import Launch
+from flame_agents.runtime.sessions._board import SessionView, TaskBoard
+from flame_agents.runtime.sessions._options import SchedulerOptions
+from flame_agents.runtime.sessions._resources import Capacity, Ledger, format_bytes, resolved_spec
+from flame_agents.runtime.sessions._store import Store
+from flame_agents.runtime.sessions._worker import (
     EXECUTOR_BINDING,
     Instance,
     InstanceRunner,
@@ -70,10 +70,10 @@ class Scheduler:
         options: SchedulerOptions,
         *,
         capacity: Capacity | None = None,
-        prestart: PrestartPool | None = None,
+        launch: Launch,
     ) -> None:
-        """Attaches to ``board``; ``store``: where applications are read; ``prestart``: the
-        pool of prestarted interpreters launches may use."""
+        """Attaches to ``board``; ``store``: where applications are read; ``launch``: how an
+        instance is started for a launch spec (the launcher's, given by ``Runtime.start()``)."""
         self._board = board
         self._store = store
         self._opts = options
@@ -83,7 +83,7 @@ class Scheduler:
         self._stopping = False
         self._resources_wanted = False
         """Whether the last reconcile left a session with waiting tasks short of resources."""
-        self._runner = InstanceRunner(board, options, host=self, prestart=prestart)
+        self._runner = InstanceRunner(board, options, host=self, launch=launch)
         board.attach(self)
 
     @property

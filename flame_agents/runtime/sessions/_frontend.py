@@ -27,9 +27,9 @@ import grpc.aio
 
 from flame_agents._wire import closing, fastpath, frontend_pb2, frontend_pb2_grpc, types_pb2
 from flame_agents._wire.cache_aliases import RefAliases
-from flame_agents.runtime import _protos
-from flame_agents.runtime._board import TaskBoard
-from flame_agents.runtime._checks import (
+from flame_agents.runtime.sessions import _protos
+from flame_agents.runtime.sessions._board import TaskBoard
+from flame_agents.runtime.sessions._checks import (
     DEFAULT_MAX_ID_BYTES,
     Ctx,
     abort,
@@ -43,10 +43,10 @@ from flame_agents.runtime._checks import (
     show,
     task_number,
 )
-from flame_agents.runtime._resources import resolved_spec
-from flame_agents.runtime._rows import SessionRow, TaskRow
-from flame_agents.runtime._scheduler import Scheduler
-from flame_agents.runtime._store import Store
+from flame_agents.runtime.sessions._resources import resolved_spec
+from flame_agents.runtime.sessions._rows import SessionRow, TaskRow
+from flame_agents.runtime.sessions._scheduler import Scheduler
+from flame_agents.runtime.sessions._store import Store
 from flame_agents.types import SessionState, TaskState
 
 __all__ = ["DEFAULT_MAX_ID_BYTES", "FrontendServicer", "session_id_error"]

@@ -2,11 +2,11 @@
 
 The scheduler (:mod:`._scheduler`) decides how many instances a session gets; each one is an
 :class:`Instance` run by :meth:`InstanceRunner.run`, a coroutine: install the application's
-package, start the process (:class:`~._instance.InstanceProcess`; a start slot at a time),
-``OnSessionEnter``, then for each task::
+package, start the process (the ``launch`` it was given, the launcher's ``InstanceProcess``;
+a start slot at a time), ``OnSessionEnter``, then for each task::
 
     TaskBoard.start_next    Pending -> Running (the watchers see Running)
-    InstanceProcess.invoke  OnTaskInvoke over the instance's Unix socket
+    process.invoke          OnTaskInvoke over the instance's Unix socket
     TaskBoard.finish_task   -> Succeed / Failed (the watchers see the end)
 
 and it leaves when idle for the application's ``delay_release`` seconds, when its session
@@ -35,15 +35,20 @@ from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
 from flame_agents._wire.cache_aliases import retarget_ref
 from flame_agents._wire.failures import failure_message
-from flame_agents.runtime._apps import TASK_TIMEOUT_LABEL, SpecError, task_timeout
-from flame_agents.runtime._board import EVENT_BIND_FAILED, SessionView, TaskBoard
-from flame_agents.runtime._instance import InstanceProcess
-from flame_agents.runtime._launch_spec import BindError, InstanceLost, LaunchSpec, TaskTimeout
-from flame_agents.runtime._options import SchedulerOptions
-from flame_agents.runtime._prestart import PrestartPool
-from flame_agents.runtime._resources import Allocation
-from flame_agents.runtime._rows import SUCCEEDED, AppRow, SessionRow, TaskRow
-from flame_agents.runtime._store import StoreWriteError
+from flame_agents.runtime._launch import (
+    BindError,
+    InstanceLost,
+    Launch,
+    LaunchSpec,
+    ServiceProcess,
+    TaskTimeout,
+)
+from flame_agents.runtime.sessions._apps import TASK_TIMEOUT_LABEL, SpecError, task_timeout
+from flame_agents.runtime.sessions._board import EVENT_BIND_FAILED, SessionView, TaskBoard
+from flame_agents.runtime.sessions._options import SchedulerOptions
+from flame_agents.runtime.sessions._resources import Allocation
+from flame_agents.runtime.sessions._rows import SUCCEEDED, AppRow, SessionRow, TaskRow
+from flame_agents.runtime.sessions._store import StoreWriteError
 from flame_agents.types import TaskState
 
 __all__ = [
@@ -74,7 +79,7 @@ class Instance:
     """What the ledger granted it (None: its session's resreq is not accounted)."""
     visible_gpus: tuple[str, ...] | None = None
     """Its ``CUDA_VISIBLE_DEVICES`` (None: inherit the runtime's)."""
-    process: InstanceProcess | None = None
+    process: ServiceProcess | None = None
     state: int = EXECUTOR_BINDING
     release: bool = False
     """Set when it should leave (its runner then stops it)."""
@@ -167,12 +172,12 @@ class InstanceRunner:
         options: SchedulerOptions,
         *,
         host: RunnerHost,
-        prestart: PrestartPool | None = None,
+        launch: Launch,
     ) -> None:
         self._board = board
         self._opts = options
         self._host = host
-        self._prestart = prestart
+        self._launch = launch
         self._starts = asyncio.Semaphore(options.limits.concurrent_starts())
 
     async def run(self, inst: Instance, app: AppRow | None) -> None:
@@ -181,7 +186,7 @@ class InstanceRunner:
         try:
             if app is None:
                 raise BindError(11, f"application {sess.row.application} is not registered")
-            inst.process = InstanceProcess(self._launch_spec(inst, app), prestart=self._prestart)
+            inst.process = self._launch(self._launch_spec(inst, app))
             inst.task_timeout = self._task_timeout(app.spec)
             # Installing the application's package can take minutes: not in a start slot.
             await inst.process.prepare()

@@ -1,18 +1,24 @@
-"""What the launcher needs to start one instance, and how a launch or an instance fails.
+"""The contract between the session manager and the launcher: one instance, and how it fails.
 
-:class:`LaunchSpec` is everything the scheduler decides about one instance (application, session,
-folders, endpoints, limits, credentials); the exceptions are the outcomes the scheduler tells
-apart (a bind failure with Flame's code, a lost instance, a message over the limit, a timeout).
+:class:`LaunchSpec` is everything the scheduler decides about one instance (application,
+session, folders, endpoints, limits, credentials); :class:`ServiceProcess` is what the scheduler
+may do with a launched one, and :data:`Launch` how it gets one (``Runtime.start()`` passes the
+launcher's ``InstanceProcess`` with its prestart pool); the exceptions are the outcomes the
+scheduler tells apart (a bind failure with Flame's code, a lost instance, a message over the
+limit, a timeout). Neither wing imports the other: both import this module.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from flame_agents._wire import types_pb2
 from flame_agents._wire.limits import DEFAULT_MAX_MESSAGE_BYTES
@@ -25,13 +31,16 @@ __all__ = [
     "BindError",
     "InstanceCredentials",
     "InstanceLost",
+    "Launch",
     "LaunchSpec",
     "MessageRejected",
+    "ServiceProcess",
     "TaskOutcome",
     "TaskTimeout",
     "describe_exit",
     "expand_vars",
     "stderr_tail_text",
+    "working_directory_error",
 ]
 
 BIND_PROCESS_FAILED = 11
@@ -132,6 +141,51 @@ class TaskOutcome:
     message: str | None
 
 
+class ServiceProcess(Protocol):
+    """A launched service process bound to one session, as the session manager drives it."""
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the service (None before it started)."""
+
+    @property
+    def exited(self) -> bool:
+        """True once the service process is gone."""
+
+    started_at: int | None
+    """When the process started serving this instance (epoch ms), None before."""
+
+    async def prepare(self) -> None:
+        """Install the application's package, if it has one; raises BindError."""
+
+    async def start(self) -> None:
+        """Start the process and wait until it serves; raises BindError."""
+
+    async def enter(self) -> None:
+        """Call OnSessionEnter; raises BindError."""
+
+    async def invoke(
+        self, task_id: int, data: bytes | None, *, timeout: float | None = None
+    ) -> TaskOutcome:
+        """Run one task; raises InstanceLost, MessageRejected or TaskTimeout."""
+
+    async def stop(self) -> None:
+        """OnSessionLeave, then stop the process and clean up after it."""
+
+    def terminate(self) -> None:
+        """Signal the process to stop now."""
+
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once) when the process exits."""
+
+    def exit_description(self) -> str:
+        """How the process ended ('exit code 1', 'signal 9 (SIGKILL)')."""
+
+
+Launch = Callable[[LaunchSpec], ServiceProcess]
+"""How the session manager gets an instance for a launch spec."""
+
+
 def expand_vars(text: str, env: Mapping[str, str]) -> str:
     """Expand ``$VAR`` and ``${VAR}`` from ``env``; unknown names expand to '' (shellexpand)."""
     return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
@@ -188,3 +242,27 @@ def stderr_tail_text(path: Path, *, lines: int = STDERR_TAIL_LINES) -> str:
         shown.pop(0)
     body = "".join(f"\n  | {ln}" for ln in shown)
     return f"; last lines of its stderr ({path}):{body}"
+
+
+def working_directory_error(path: str) -> str | None:
+    """Why the absolute ``working_directory`` ``path`` cannot be used here, or None if it can.
+
+    Checked at registration and again at each launch: the runtime never creates an
+    application's folder (it could be anywhere on the machine, and a typo would silently get
+    an empty folder instead of an error).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return (
+                f"spec.working_directory {path!r} does not exist on this machine; "
+                "create it or fix the path"
+            )
+        return (
+            f"spec.working_directory {path!r} cannot be used by the runtime: "
+            f"{exc.strerror or exc}; fix its permissions or the path"
+        )
+    if not stat.S_ISDIR(mode):
+        return f"spec.working_directory {path!r} is not a directory; fix the path"
+    return None

@@ -27,7 +27,7 @@ from flame_agents._wire.cache.schemas import (
     VERSION_KEY,
 )
 from flame_agents.errors import CacheError
-from flame_agents.runtime.cache_journal import GroupSync, fsync_path
+from flame_agents.runtime.cache.journal import GroupSync, fsync_path
 
 __all__ = [
     "TMP_SUFFIX",

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from flame_agents._logging import get_logger
-from flame_agents.runtime._package_fetch import FetchError, fetch, unpack
+from flame_agents.runtime.launch._package_fetch import FetchError, fetch, unpack
 
 __all__ = [
     "BIND_INSTALL_FAILED",

@@ -2,8 +2,8 @@
 
 Most of a Python service's start-up is the interpreter starting and importing grpc, protobuf,
 pyarrow and flame_agents. The pool keeps ``size`` spare processes of the runtime's own
-interpreter (:mod:`flame_agents.runtime._spare`) that did exactly that and wait. A launch whose
-command is that interpreter running a script (``python app.py ...``) or a module
+interpreter (:mod:`flame_agents.runtime.launch._spare`) that did exactly that and wait. A
+launch whose command is that interpreter running a script (``python app.py ...``) or a module
 (``python -m pkg ...``), with no interpreter flags, takes a warm spare instead of a new process:
 the spare receives the launch (argv, environment, working directory, log files) and becomes
 the service. Anything else, a launch while no spare is warm, or one the spare cannot serve
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from flame_agents._logging import get_logger
 from flame_agents._wire.ready import READY_FD_ENV
-from flame_agents.runtime._spare import BOOT
-from flame_agents.runtime._spawn import PipeReader, launch_argv
+from flame_agents.runtime.launch._spare import BOOT
+from flame_agents.runtime.launch._spawn import PipeReader, launch_argv
 
 __all__ = ["LaunchTarget", "PrestartPool", "Spare", "launch_target"]
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import re
-import stat
 import sys
 
 from flame_agents._wire import types_pb2
@@ -21,7 +18,6 @@ __all__ = [
     "name_error",
     "task_timeout",
     "with_defaults",
-    "working_directory_error",
 ]
 
 DEFAULT_MAX_INSTANCES = 1_000_000
@@ -95,35 +91,11 @@ def with_defaults(spec: types_pb2.ApplicationSpec) -> types_pb2.ApplicationSpec:
     return out
 
 
-def working_directory_error(path: str) -> str | None:
-    """Why the absolute ``working_directory`` ``path`` cannot be used here, or None if it can.
-
-    Checked at registration and again at each launch: the runtime never creates an
-    application's folder (it could be anywhere on the machine, and a typo would silently get
-    an empty folder instead of an error).
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return (
-                f"spec.working_directory {path!r} does not exist on this machine; "
-                "create it or fix the path"
-            )
-        return (
-            f"spec.working_directory {path!r} cannot be used by the runtime: "
-            f"{exc.strerror or exc}; fix its permissions or the path"
-        )
-    if not stat.S_ISDIR(mode):
-        return f"spec.working_directory {path!r} is not a directory; fix the path"
-    return None
-
-
 def builtin_applications() -> dict[str, types_pb2.ApplicationSpec]:
     """Applications registered at start-up: ``flmping`` (our Python ping service),
     ``flmexec`` (our Python script executor, see :mod:`flame_agents.runtime.flmexec`) and
     ``flmrun`` (flamepy's runner service on the runtime's interpreter; see
-    :mod:`flame_agents.runtime._installer` for its ``python`` installer)."""
+    :mod:`flame_agents.runtime.launch._installer` for its ``python`` installer)."""
     ping = types_pb2.ApplicationSpec(
         shim=types_pb2.Shim.Host,
         description="No-op ping service: echoes task input (built into the runtime)",

@@ -9,7 +9,7 @@ replacement also goes to a new base file when the journal has grown past
 ``_JOURNAL_MAX`` bytes, which bounds it. Homes written by earlier versions (one file per patch
 in ``<id>.deltas/<n>.arrow``) are converted to a journal when the object is first loaded.
 
-Durability (:class:`~flame_agents.runtime.cache_files.Durability`): by default a write is
+Durability (:class:`~flame_agents.runtime.cache.files.Durability`): by default a write is
 acknowledged once it is in the OS page cache, which survives a kill of any process but not an
 OS crash; with ``fsync`` it is flushed first. Only an index of versions and sizes stays in
 memory; decoded data lives in a byte-bounded LRU and is read back from disk when evicted.
@@ -46,7 +46,7 @@ from flame_agents.errors import (
     LimitExceededError,
     ObjectNotFoundError,
 )
-from flame_agents.runtime.cache_files import (
+from flame_agents.runtime.cache.files import (
     TMP_SUFFIX,
     Durability,
     StoredFile,
@@ -56,7 +56,7 @@ from flame_agents.runtime.cache_files import (
     write_native,
     write_opaque,
 )
-from flame_agents.runtime.cache_journal import (
+from flame_agents.runtime.cache.journal import (
     JOURNAL_MAGIC,
     KIND_BASE,
     KIND_PATCH,
@@ -64,7 +64,7 @@ from flame_agents.runtime.cache_journal import (
     encode_record,
     read_journal,
 )
-from flame_agents.runtime.cache_lru import LoadedObject, ObjectLRU
+from flame_agents.runtime.cache.lru import LoadedObject, ObjectLRU
 
 __all__ = [
     "DEFAULT_MAX_MEMORY",

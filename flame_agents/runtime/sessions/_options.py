@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flame_agents._wire.limits import DEFAULT_MAX_MESSAGE_BYTES
-from flame_agents.runtime._launch_spec import InstanceCredentials
+from flame_agents.runtime._launch import InstanceCredentials
 
 __all__ = ["SchedulerOptions", "SchedulingLimits", "default_concurrent_starts"]
 

@@ -40,7 +40,7 @@ from flame_agents.errors import (
     InvalidArgumentError,
     LimitExceededError,
 )
-from flame_agents.runtime.object_store import (
+from flame_agents.runtime.cache.object_store import (
     DEFAULT_MAX_MEMORY,
     DEFAULT_MAX_PATCHES,
     NativeBody,

@@ -1,10 +1,10 @@
 """The program of a prestarted interpreter: preload, wait for a launch, become that service.
 
-Started by :mod:`flame_agents.runtime._prestart` as ``python -c BOOT <fd> <default sys.path>``
-(through the same exec shim as any instance), a spare imports the modules services spend their
-start-up on, writes ``W`` to the pipe ``<fd>`` and blocks reading one launch request (JSON) on
-stdin. It then turns itself into the process a fresh ``python -m module`` / ``python script.py``
-would have been: working directory, environment,
+Started by :mod:`flame_agents.runtime.launch._prestart` as
+``python -c BOOT <fd> <default sys.path>`` (through the same exec shim as any instance), a
+spare imports the modules services spend their start-up on, writes ``W`` to the pipe ``<fd>``
+and blocks reading one launch request (JSON) on stdin. It then turns itself into the process a
+fresh ``python -m module`` / ``python script.py`` would have been: working directory, environment,
 ``sys.argv``/``sys.orig_argv``/``sys.executable``, ``sys.path``, stdin on /dev/null,
 stdout/stderr on the instance's log files, and a new ``__main__`` run the way the interpreter
 runs it. Before changing anything it checks that no module it preloaded would have been found
@@ -221,7 +221,9 @@ def _report_uncaught(exc: BaseException) -> None:
 _OWN_FILE = _report_uncaught.__code__.co_filename
 
 
-BOOT = "import sys; b = set(sys.modules); from flame_agents.runtime._spare import main; main(b)"
+BOOT = (
+    "import sys; b = set(sys.modules); from flame_agents.runtime.launch._spare import main; main(b)"
+)
 """The ``-c`` program of a spare: it notes the modules of a bare interpreter first."""
 
 

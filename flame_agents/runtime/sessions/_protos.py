@@ -9,9 +9,9 @@ from typing import Any
 
 from flame_agents._wire import types_pb2
 from flame_agents._wire.executor_process import ExecutorProcess, add_executor_process
-from flame_agents.runtime._resources import Ledger, resolved_spec
-from flame_agents.runtime._rows import AppRow, EventRow, SessionRow, TaskRow
-from flame_agents.runtime._scheduler import ExecutorView
+from flame_agents.runtime.sessions._resources import Ledger, resolved_spec
+from flame_agents.runtime.sessions._rows import AppRow, EventRow, SessionRow, TaskRow
+from flame_agents.runtime.sessions._scheduler import ExecutorView
 from flame_agents.types import TaskState
 
 __all__ = ["application", "executor", "node", "node_name", "session", "task"]

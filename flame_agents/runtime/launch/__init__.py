@@ -1,0 +1,11 @@
+"""The launcher: starting and driving service processes, as Flame's host shim does.
+
+* ``_instance``: one service process bound to one session, driven over its Unix socket;
+* ``_prestart`` and ``_spare``: warm interpreters handed launches of the runtime's own Python;
+* ``_spawn``: command resolution and the readiness pipe;
+* ``_installer`` and ``_package_fetch``: an application's package fetched, unpacked and
+  installed before its instances start.
+
+It implements ``runtime._launch`` (what one launch needs, and how it fails) and imports
+neither the session manager nor the object cache.
+"""

@@ -1,0 +1,15 @@
+"""The Flame session manager: applications, sessions and tasks, and who runs them.
+
+* ``_frontend`` and ``_checks``: the gRPC ``flame.v1.Frontend`` servicer and its argument checks;
+* ``_board``: the TaskBoard, the one owner of session and task state (a store write, then its
+  wake-up of watchers and the scheduler);
+* ``_store`` and ``_rows``: durable sqlite state (applications, sessions, tasks, events);
+* ``_scheduler``, ``_options`` and ``_resources``: how many instances each session gets, within
+  the runtime's limits and the machine's capacity;
+* ``_worker``: one instance's life and its tasks' way through the board;
+* ``_apps`` and ``_builtins``: application rules and defaults, the built-in applications;
+* ``_protos``: wire messages from stored rows; ``_malformed``: answers to undecodable requests.
+
+It imports no other wing: ``Runtime.start()`` hands the scheduler its way to launch
+instances (``runtime._launch.Launch``).
+"""
