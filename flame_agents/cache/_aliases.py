@@ -3,7 +3,7 @@
 A ref names the endpoint of the cache that stored its object. When the embedded runtime restarts
 on other ports, refs made before (held by a client, stored in a task's output) name an address
 nobody serves, or that another server took. On such a failure the client asks the cache it is
-configured with for that cache's earlier endpoints (``_wire.cache_aliases``); if the ref's endpoint
+configured with for that cache's earlier endpoints (``_wire.cache.aliases``); if the ref's endpoint
 is one of them, the call goes to the current cache, now and for the rest of the process.
 """
 
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_agents._logging import get_logger
-from flame_agents._wire.cache_aliases import FORMER_ENDPOINTS_ACTION, decode_former
+from flame_agents._wire.cache.aliases import FORMER_ENDPOINTS_ACTION, decode_former
 
 __all__ = ["forget", "learn", "resolve"]
 

@@ -17,7 +17,7 @@ import grpc.aio
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import fastpath, frontend_pb2_grpc
-from flame_agents._wire.cache_aliases import RefAliases
+from flame_agents._wire.cache.aliases import RefAliases
 from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_info
 from flame_agents.errors import ConfigError
 from flame_agents.runtime import _auth

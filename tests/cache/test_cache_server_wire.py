@@ -8,8 +8,8 @@ import pyarrow.flight as flight
 import pytest
 from cache_wire_helpers import OPAQUE, get, opaque, put, put_cmd, put_path, rows
 
+from flame_agents._wire.cache.aliases import FORMER_ENDPOINTS_ACTION, decode_former
 from flame_agents._wire.cache.schemas import REPLY_SCHEMA
-from flame_agents._wire.cache_aliases import FORMER_ENDPOINTS_ACTION, decode_former
 from flame_agents.runtime.cache.server import CacheServer
 
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from flame_agents._logging import get_logger
+from flame_agents._wire.cache.aliases import FORMER_ENDPOINTS_ACTION, encode_former
 from flame_agents._wire.cache.commands import (
     DELETE_ACTION,
     PUT_IF,
@@ -33,7 +34,6 @@ from flame_agents._wire.cache.rejections import (
     flight_error,
 )
 from flame_agents._wire.cache.schemas import REPLY_SCHEMA, is_native
-from flame_agents._wire.cache_aliases import FORMER_ENDPOINTS_ACTION, encode_former
 from flame_agents.errors import (
     FlameAgentsError,
     InternalError,

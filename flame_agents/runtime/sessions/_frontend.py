@@ -26,7 +26,7 @@ import grpc
 import grpc.aio
 
 from flame_agents._wire import closing, fastpath, frontend_pb2, frontend_pb2_grpc, types_pb2
-from flame_agents._wire.cache_aliases import RefAliases
+from flame_agents._wire.cache.aliases import RefAliases
 from flame_agents.runtime.sessions import _protos
 from flame_agents.runtime.sessions._board import TaskBoard
 from flame_agents.runtime.sessions._checks import (

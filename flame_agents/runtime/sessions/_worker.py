@@ -33,7 +33,7 @@ from typing import Protocol, TypeVar
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
-from flame_agents._wire.cache_aliases import retarget_ref
+from flame_agents._wire.cache.aliases import retarget_ref
 from flame_agents._wire.failures import failure_message
 from flame_agents.runtime._launch import (
     BindError,
