@@ -117,6 +117,8 @@ class LaunchSpec:
     frontend_endpoint: str
     cache_endpoint: str | None
     bind_timeout: float
+    former_cache_endpoints: tuple[str, ...] = ()
+    """Endpoints of earlier runs of the runtime's cache (see ``_wire.cache.aliases``)."""
     stop_grace: float = 5.0
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """The runtime's message limit (``--max-message-bytes``), passed on to the service."""

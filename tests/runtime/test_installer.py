@@ -374,6 +374,28 @@ def test_cache_url_sends_the_token_only_to_the_runtime_s_cache(
         fetch(endpoint, tmp_path / "c", own_cache=None, timeout=30)
 
 
+def test_package_url_naming_a_former_cache_endpoint_is_fetched_from_the_current_one(
+    foreign_cache: _Cache, tmp_path: Path
+) -> None:
+    """A package registered before a restart on new ports names the cache's old address: the
+    installer fetches it from the runtime's current cache (the url stays the release key)."""
+    former = "grpc://127.0.0.1:1"  # nothing listens there any more
+    current = f"grpc://127.0.0.1:{foreign_cache.port}"
+    req = _request(
+        tmp_path / "apps",
+        f"{former}/pkg-app/pkg/tool",
+        installer="binary",
+        own_cache=current,
+        former_caches=(former,),
+    )
+    installed = asyncio.run(install(req))
+    assert len(foreign_cache.seen) == 1  # one fetch, from the current endpoint
+    env: dict[str, str] = {"PATH": ""}
+    installed.apply(env)
+    tool = next(Path(p) / "tool" for p in env["PATH"].split(":") if (Path(p) / "tool").exists())
+    assert tool.read_bytes() == b"package-bytes"
+
+
 # -- a real runtime ------------------------------------------------------------------------
 
 

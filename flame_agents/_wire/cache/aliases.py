@@ -66,6 +66,15 @@ def retarget_ref(data: bytes, former: Collection[str], current: str) -> bytes:
     return bytes(bson.encode(doc))
 
 
+def retarget_url(url: str, former: Collection[str], current: str) -> str:
+    """``url`` (``grpc://host:port/<key>``, a package in the cache) aimed at ``current`` if it
+    names one of the ``former`` endpoints; any other url comes back unchanged."""
+    for endpoint in former:
+        if url.startswith(f"{endpoint}/"):
+            return current + url[len(endpoint) :]
+    return url
+
+
 @dataclass(frozen=True)
 class RefAliases:
     """The current endpoint of a cache and those it advertised before."""

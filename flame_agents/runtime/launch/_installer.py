@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from flame_agents._logging import get_logger
+from flame_agents._wire.cache.aliases import retarget_url
 from flame_agents.runtime.launch._package_fetch import FetchError, fetch, unpack
 
 __all__ = [
@@ -116,6 +117,9 @@ class PackageRequest:
     """``<home>/apps``."""
     own_cache: str | None
     """The runtime's cache endpoint: the only one its token is sent to."""
+    former_caches: tuple[str, ...] = ()
+    """Endpoints the runtime's cache had in earlier runs: a url naming one is fetched from
+    ``own_cache`` (the release key keeps the url as registered, so a complete install is reused)."""
     credentials: Mapping[str, str] = field(default_factory=dict)
     """The token and CA variables the runtime gives its instances (see ``_package_fetch``)."""
 
@@ -200,8 +204,11 @@ async def _install(req: PackageRequest, release: Path, log_path: Path) -> tuple[
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"== {stamp} installing {url} into {release}\n")
         try:
+            source = url
+            if req.own_cache:
+                source = retarget_url(url, req.former_caches, req.own_cache)
             got = fetch(
-                url,
+                source,
                 release / "package",
                 own_cache=req.own_cache,
                 timeout=FETCH_TIMEOUT,

@@ -167,6 +167,7 @@ class InstanceProcess:
                     registered=spec.app_created,
                     apps_dir=spec.apps_dir or spec.work_root.parent / "apps",
                     own_cache=spec.cache_endpoint,
+                    former_caches=spec.former_cache_endpoints,
                     credentials=spec.credentials.environment(),
                 )
             )

@@ -230,6 +230,7 @@ class InstanceRunner:
             log_dir=opts.log_dir,
             frontend_endpoint=opts.frontend_endpoint,
             cache_endpoint=opts.cache_endpoint,
+            former_cache_endpoints=opts.former_cache_endpoints,
             bind_timeout=opts.limits.bind_timeout,
             stop_grace=opts.limits.stop_grace,
             visible_gpus=inst.visible_gpus,
