@@ -19,6 +19,8 @@ infrastructure failures are retried, never a handler's own exception.
     │   ├── InstanceLostError        the instance serving a task died before it answered
     │   └── InvocationTimeoutError   no answer within the deadline
     ├── TaskFailedError              the service (handler) raised or returned an error
+    ├── Interrupted                  an agent turn paused for a human: answer it with resume()
+    ├── Cancelled                    the task or turn was cancelled before it finished
     ├── CommitConflictError          agent state moved under a commit (stale version): rejected
     ├── ContextValidationError       agent context does not validate against its model
     ├── CacheError                   object cache failure that is none of the above
@@ -33,11 +35,13 @@ from typing import Any
 __all__ = [
     "AlreadyExistsError",
     "CacheError",
+    "Cancelled",
     "CommitConflictError",
     "ConfigError",
     "ContextValidationError",
     "FlameAgentsError",
     "InstanceLostError",
+    "Interrupted",
     "InternalError",
     "InvalidArgumentError",
     "InvalidStateError",
@@ -132,6 +136,26 @@ class TaskFailedError(FlameAgentsError):
     remote_fields: dict[str, Any] | None = None
     """The fields of the service's exception when it was one of ours (``{"limit": 5}``), else
     empty; the agent layer raises the remote class with them."""
+
+
+class Interrupted(FlameAgentsError):
+    """An agent turn called ``turn.interrupt(payload)``: it is paused, durably, for an answer.
+
+    ``payload`` is what the handler passed (as JSON); ``idempotency_key`` names the paused
+    turn. ``AgentSession.resume(answer)`` (from any process, by session id) continues it; the
+    session refuses new invocations until then, or until ``AgentSession.cancel()`` drops it.
+    """
+
+    payload: Any = None
+    """What the handler passed to ``interrupt()``, as JSON (a model arrives as its dict)."""
+
+
+class Cancelled(FlameAgentsError):
+    """The task (or agent turn) was cancelled before it finished; nothing of it was committed.
+
+    Raised by ``invoke``/``stream`` when ``cancel()`` was called (from any thread or process),
+    when a timeout with ``cancel_on_timeout=True`` ran out, or when the caller pressed Ctrl-C.
+    """
 
 
 class CommitConflictError(FlameAgentsError):
