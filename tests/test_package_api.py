@@ -28,6 +28,7 @@ PINNED = {
         "History",
         "Migration",
         "RetryPolicy",
+        "TurnStream",
     },
     "flame_agents.runner": {"ObjectFuture", "Runner", "RunnerService"},
     "flame_agents.testing": {"AgentHarness", "AgentStateMachine", "LocalRuntime"},

@@ -2,7 +2,8 @@
 
 ``Agent[Ctx]`` serves a typed ``handle(req, ctx) -> reply`` over a journaled context;
 ``AgentSession`` opens and invokes agent sessions from any process; ``ContextModel`` and
-``History`` describe the context; ``RetryPolicy`` bounds client retries.
+``History`` describe the context; ``RetryPolicy`` bounds client retries; ``TurnStream`` is what
+``AgentSession.stream`` returns (a turn's emitted items, then its reply).
 """
 
 from flame_agents.agent._agent import Agent
@@ -10,5 +11,14 @@ from flame_agents.agent._context import ContextModel, Migration
 from flame_agents.agent._history import History
 from flame_agents.agent._retry import RetryPolicy
 from flame_agents.agent._session import AgentSession
+from flame_agents.agent._turn_stream import TurnStream
 
-__all__ = ["Agent", "AgentSession", "ContextModel", "History", "Migration", "RetryPolicy"]
+__all__ = [
+    "Agent",
+    "AgentSession",
+    "ContextModel",
+    "History",
+    "Migration",
+    "RetryPolicy",
+    "TurnStream",
+]

@@ -1,7 +1,8 @@
 """The JSON envelopes of agent task payloads (task input and output bytes).
 
 Request: ``{"key": <idempotency key>, "request": <request JSON>}``, plus ``"want_schema": true``
-from a client that has no reply class to validate with.
+from a client that has no reply class to validate with, and ``"stream": true`` from a client that
+follows the turn's emitted items (``AgentSession.stream``).
 Reply: ``{"reply": <reply JSON>, "replayed": <bool>, "version": <state version>,
 "type": "<module>:<qualname of the reply type>"}``, plus ``"schema": <the reply type's JSON
 Schema>`` when the request asked for it.
@@ -35,11 +36,16 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def encode_request(key: str, request_json: Any, *, want_schema: bool = False) -> bytes:
-    """Task input for one invocation; ``want_schema`` asks for the reply type's JSON Schema."""
+def encode_request(
+    key: str, request_json: Any, *, want_schema: bool = False, stream: bool = False
+) -> bytes:
+    """Task input for one invocation; ``want_schema`` asks for the reply type's JSON Schema,
+    ``stream`` for the turn's emitted items in its stream object."""
     doc: dict[str, Any] = {"key": key, "request": request_json}
     if want_schema:
         doc["want_schema"] = True
+    if stream:
+        doc["stream"] = True
     return _dumps(doc)
 
 
@@ -67,6 +73,8 @@ class RequestEnvelope:
     """The client has no reply class: send the reply type's JSON Schema with the reply."""
     probe: bool = False
     """Answer who you are (reply type, state version) without running the handler."""
+    stream: bool = False
+    """Write the turn's emitted items to its stream object (else they are dropped)."""
 
 
 def decode_request(data: bytes | None) -> RequestEnvelope:
@@ -77,6 +85,7 @@ def decode_request(data: bytes | None) -> RequestEnvelope:
             return RequestEnvelope("", None, raw.get("want_schema") is True, probe=True)
         key, request = raw["key"], raw["request"]
         want_schema = raw.get("want_schema") is True
+        stream = raw.get("stream") is True
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidArgumentError(
             "agent task input must be a JSON request envelope {key, request}; invoke agents "
@@ -84,7 +93,7 @@ def decode_request(data: bytes | None) -> RequestEnvelope:
         ) from exc
     if not isinstance(key, str) or not key:
         raise InvalidArgumentError("the idempotency key must be a non-empty string")
-    return RequestEnvelope(key, request, want_schema)
+    return RequestEnvelope(key, request, want_schema, stream=stream)
 
 
 @dataclass(frozen=True)

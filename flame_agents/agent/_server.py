@@ -29,10 +29,12 @@ from pydantic import ValidationError
 
 from flame_agents._logging import get_logger
 from flame_agents.agent._agent import Agent
-from flame_agents.agent._envelope import ReplyEnvelope, decode_request
+from flame_agents.agent._envelope import ReplyEnvelope, RequestEnvelope, decode_request
 from flame_agents.agent._journal import request_digest
 from flame_agents.agent._state import StateHandle
 from flame_agents.agent._store import CacheStore, StateStore
+from flame_agents.agent._stream import TurnStreams, drop_item, stream_outcome, turn_sink
+from flame_agents.agent._stream_format import REPLY
 from flame_agents.errors import (
     CommitConflictError,
     FlameAgentsError,
@@ -101,6 +103,7 @@ class AgentHandler:
         self._log = _log.bind(agent=agent_type.__qualname__)
         # The exception the handler raised in the current invocation (see on_task_invoke).
         self._handler_error: BaseException | None = None
+        self._streams: TurnStreams | None = None
         self.session_id = ""
         self.app = ""
 
@@ -137,6 +140,7 @@ class AgentHandler:
             state.load()
             state.upgrade()
         self._state = state
+        self._streams = TurnStreams(endpoint, key)
         self._agent = self.agent_type()
         self._run_hook("on_session_start", START_KEY)
         self._log.info("session entered", version=state.version)
@@ -180,12 +184,30 @@ class AgentHandler:
     # -- one invocation ---------------------------------------------------------------------
 
     def invoke(self, data: bytes | None, *, task_id: str = "") -> ReplyEnvelope:
-        """Run one request envelope through the commit path; returns the reply envelope."""
+        """Run one request envelope through the commit path; returns the reply envelope.
+
+        A request that asks for a stream gets the turn's emitted items written to the turn's
+        stream object, ended by the turn's outcome; otherwise emitted items are dropped.
+        """
+        envelope = decode_request(data)
+        if not envelope.stream or self._streams is None or envelope.probe:
+            return self._invoke(envelope, task_id=task_id, sink=drop_item)
+        writer = self._streams.writer(envelope.key)
+        try:
+            result = self._invoke(envelope, task_id=task_id, sink=writer.emit)
+        except BaseException as exc:
+            writer.close(stream_outcome(exc, handler_error=self._handler_error))
+            raise
+        writer.close(REPLY, replayed=result.replayed)
+        return result
+
+    def _invoke(
+        self, envelope: RequestEnvelope, *, task_id: str, sink: Callable[[Any], None]
+    ) -> ReplyEnvelope:
         state, agent = self._state, self._agent
         if state is None or agent is None:
             raise InvalidStateError("no session entered")
         log = self._log.bind(task_id=task_id)
-        envelope = decode_request(data)
         key, request_json = envelope.key, envelope.request
         schema = self.agent_type.reply_type.model_json_schema() if envelope.want_schema else None
         if envelope.probe:
@@ -203,7 +225,8 @@ class AgentHandler:
         work = state.working_copy()
         self._handler_error = None
         try:
-            reply = self._call(agent.handle, request, work)
+            with turn_sink(sink):
+                reply = self._call(agent.handle, request, work)
         except BaseException as exc:
             self._handler_error = exc
             raise

@@ -31,6 +31,8 @@ from flame_agents.agent._retry import RetryPolicy
 from flame_agents.agent._schema_model import model_from_schema
 from flame_agents.agent._state import StateHandle, create_state, delete_state
 from flame_agents.agent._store import CacheStore
+from flame_agents.agent._stream_format import stream_key
+from flame_agents.agent._turn_stream import TurnStream
 from flame_agents.errors import (
     FlameAgentsError,
     InvalidArgumentError,
@@ -262,6 +264,52 @@ class AgentSession(Generic[C]):
             raise TaskFailedError(
                 f"the reply does not validate as {model.__name__}: {exc}"
             ) from exc
+
+    def stream(
+        self,
+        req: BaseModel,
+        *,
+        idempotency_key: str | None = None,
+        after: int = 0,
+        reply_type: type[BaseModel] | None = None,
+    ) -> TurnStream:
+        """Invoke the agent and follow the items its turn emits, as it emits them::
+
+            stream = s.stream(Ask(text="..."))
+            for item in stream:      # in emit order
+                print(item)
+            answer = stream.reply    # the typed reply (or the invocation's error)
+
+        The invocation runs in the background with ``invoke``'s retries and idempotency.
+        Calling ``stream`` again with the ``idempotency_key`` of a turn that is running or
+        finished recently yields its items from the start (or from ``after``, e.g. an
+        earlier stream's ``offset``), then the rest; a finished turn is not run again.
+        """
+        _check_model_arg("req", req, self.request_type)
+        key = idempotency_key or uuid.uuid4().hex
+        want_schema = reply_type is None and self.reply_type is None
+        data = encode_request(
+            key, req.model_dump(mode="json"), want_schema=want_schema, stream=True
+        )
+
+        def to_reply(envelope: ReplyEnvelope) -> Any:
+            model = reply_type or self._resolve_reply_model(envelope)
+            try:
+                return model.model_validate(envelope.reply)
+            except ValidationError as exc:
+                raise TaskFailedError(
+                    f"the reply does not validate as {model.__name__}: {exc}"
+                ) from exc
+
+        return TurnStream(
+            key=key,
+            endpoint=self.ref.endpoint,
+            prefix=stream_key(self.ref.key, key),
+            send=lambda: self._send(data, key),
+            to_reply=to_reply,
+            after=after,
+            reconnect=idempotency_key is not None,
+        )
 
     def _send(self, data: bytes, key: str) -> ReplyEnvelope:
         """One task with ``data``, retried under the session's policy; its reply envelope."""

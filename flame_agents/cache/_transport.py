@@ -29,22 +29,24 @@ from flame_agents.cache._ref import ObjectRef
 from flame_agents.config import auth_metadata
 from flame_agents.errors import CacheError, ObjectNotFoundError, RuntimeUnavailableError
 
-__all__ = ["Reply", "delete", "get", "put", "reset_clients"]
+__all__ = ["Reply", "action", "delete", "get", "put", "reset_clients"]
 
 _T = TypeVar("_T")
 
 # Objects can be large: never let gRPC's default 4 MiB message limit cut them off.
 _GRPC_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 
-_OPTIONS = flight.FlightCallOptions(
-    headers=[(REJECTIONS_HEADER.encode(), REJECTIONS_VALUE.encode())]
-)
+_HEADERS = [(REJECTIONS_HEADER.encode(), REJECTIONS_VALUE.encode())]
+_OPTIONS = flight.FlightCallOptions(headers=_HEADERS)
 
 _pool: dict[str, flight.FlightClient] = {}
 _pool_lock = threading.Lock()
 
 unconditional_endpoints: set[str] = set()
 """Endpoints found to lack PATCHIF/PUTIF (a Flame server): conditional commits fall back."""
+
+unfollowable_endpoints: set[str] = set()
+"""Endpoints found to lack the follow action (a Flame server): follows fall back to polling."""
 
 
 def _location(endpoint: str) -> str:
@@ -100,6 +102,7 @@ def reset_clients() -> None:
         clients = list(_pool.values())
         _pool.clear()
         unconditional_endpoints.clear()
+        unfollowable_endpoints.clear()
     _aliases.forget()
     for client in clients:
         client.close()
@@ -178,14 +181,16 @@ class Reply:
     table: pa.Table | None = None
 
 
-def get(endpoint: str, key: str, since: int) -> Reply:
-    """do_get ticket ``<key>:<since>`` and classify the answer."""
+def get(endpoint: str, key: str, since: int, *, aliases: bool = True) -> Reply:
+    """do_get ticket ``<key>:<since>`` and classify the answer. ``aliases``: on a failure that
+    may mean ``endpoint`` is an earlier address of the cache, ask for its current one (a poll of
+    an object that does not exist yet passes False: its not-found is expected)."""
 
     def attempt(target: str) -> pa.Table:
         with _call(target, "get_object", key) as client:
             return client.do_get(flight.Ticket(ticket(key, since)), _OPTIONS).read_all()
 
-    table = _aliased(endpoint, attempt)
+    table = _aliased(endpoint, attempt) if aliases else attempt(_aliases.resolve(endpoint))
     if is_native(table.schema):
         return Reply("native", native_version(table.schema), table=table)
     if table.num_rows == 0:
@@ -213,6 +218,21 @@ def _rows_reply(table: pa.Table, key: str) -> Reply:
     if ROW_BASE in kinds:
         raise CacheError(f"get_object: reply for {key} does not start with its base", key=key)
     return Reply("patches", max(versions), patches=patches)
+
+
+def action(
+    endpoint: str, act: flight.Action, *, op: str, key: str, timeout: float | None = None
+) -> list[bytes]:
+    """Run the Flight action ``act``; its result bodies. ``timeout``: seconds for the call."""
+    options = _OPTIONS
+    if timeout is not None:
+        options = flight.FlightCallOptions(headers=_HEADERS, timeout=timeout)
+
+    def attempt(target: str) -> list[bytes]:
+        with _call(target, op, key) as client:
+            return [r.body.to_pybytes() for r in client.do_action(act, options)]
+
+    return _aliased(endpoint, attempt)
 
 
 def delete(endpoint: str, pattern: str) -> None:

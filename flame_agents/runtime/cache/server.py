@@ -2,7 +2,8 @@
 
 Descriptors, tickets and replies are Flame 0.6's, so flamepy's cache API works unmodified
 against it. Our extensions, all spelled in :mod:`flame_agents._wire.cache`: the conditional
-commands ``PATCHIF:<expected>:<key>`` and ``PUTIF:<expected>:<key>``, and structured rejections
+commands ``PATCHIF:<expected>:<key>`` and ``PUTIF:<expected>:<key>``, the follow read (an action
+that waits for an object's next patches, :mod:`.follow`), and structured rejections
 (a code and fields in the Flight error's ``extra_info``; for NOT_FOUND and INVALID_ARGUMENT only
 when the call asks for them, so flamepy still sees Flame's errors).
 """
@@ -10,6 +11,7 @@ when the call asks for them, so flamepy still sees Flame's errors).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +25,12 @@ from flame_agents._wire.cache.aliases import FORMER_ENDPOINTS_ACTION, encode_for
 from flame_agents._wire.cache.commands import (
     DELETE_ACTION,
     PUT_IF,
+    UNKNOWN_COMMAND,
     encode_put_result,
     parse_command,
     parse_ticket,
 )
+from flame_agents._wire.cache.follow import FOLLOW_ACTION, decode_follow, encode_follow_reply
 from flame_agents._wire.cache.keys import CacheKey, parse_key
 from flame_agents._wire.cache.rejections import (
     REJECTIONS_HEADER,
@@ -40,6 +44,7 @@ from flame_agents.errors import (
     InvalidArgumentError,
     LimitExceededError,
 )
+from flame_agents.runtime.cache.follow import Follows
 from flame_agents.runtime.cache.object_store import (
     DEFAULT_MAX_MEMORY,
     DEFAULT_MAX_PATCHES,
@@ -50,10 +55,14 @@ from flame_agents.runtime.cache.object_store import (
     ReadReply,
 )
 
-__all__ = ["DEFAULT_MAX_OBJECT_BYTES", "CacheServer"]
+__all__ = ["DEFAULT_MAX_OBJECT_BYTES", "NO_FOLLOW_ENV", "CacheServer"]
 
 DEFAULT_MAX_OBJECT_BYTES = 1024**3
 """Largest single upload (a base or a patch) accepted; ``--max-object-bytes`` changes it."""
+
+NO_FOLLOW_ENV = "FLAME_AGENTS_CACHE_NO_FOLLOW"
+"""Test switch: set to 1, the server rejects the follow action as a Flame cache would (unknown),
+so the clients' polling fallback can be exercised against a real runtime."""
 
 _log = get_logger(__name__)
 _STRUCTURED = "rejections"
@@ -154,6 +163,10 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
             Path(root), max_memory=max_memory, max_patches=max_patches, fsync=fsync
         )
         self._max_object_bytes = max_object_bytes
+        self.follows: Follows | None = None
+        """The waiting follow reads, woken by every acknowledged write (None: not served)."""
+        if os.environ.get(NO_FOLLOW_ENV) != "1":
+            self.follows = Follows()
         middleware: dict[str, flight.ServerMiddlewareFactory] = {_STRUCTURED: _StructuredFactory()}
         if token:
             from flame_agents.runtime._auth import FlightTokenMiddlewareFactory
@@ -190,6 +203,8 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
         if self._stopped:
             return
         self._stopped = True
+        if self.follows is not None:
+            self.follows.close()
         super().shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -217,6 +232,8 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
                 key, version = self.store.put(target, self._body(schema, batches))
             else:
                 key, version = self._command_put(descriptor.command, reader)
+            if self.follows is not None:
+                self.follows.changed(key)
             self._put_result(writer, key, version)
 
     def _body(self, schema: pa.Schema, batches: list[pa.RecordBatch]) -> bytes | NativeBody:
@@ -276,27 +293,39 @@ class CacheServer(flight.FlightServerBase):  # type: ignore[misc]
 
     def do_action(self, context: Any, action: Any) -> Iterator[bytes]:
         """``DELETE`` of a key, ``<app>/<session>`` or ``<app>/*``: one result ``b"OK"``;
-        :data:`FORMER_ENDPOINTS_ACTION`: one result, the JSON list of earlier endpoints."""
+        :data:`FORMER_ENDPOINTS_ACTION`: one result, the JSON list of earlier endpoints;
+        :data:`FOLLOW_ACTION`: the follow read's results. Any other type is rejected with the
+        code ``unknown-command``."""
         with _as_flight_errors("do_action", context):
             if action.type == FORMER_ENDPOINTS_ACTION:
                 return iter([encode_former(self.former_endpoints)])
+            if action.type == FOLLOW_ACTION and self.follows is not None:
+                request = decode_follow(action.body.to_pybytes())
+                return iter(encode_follow_reply(self.follows.follow(request, self.store.read)))
             if action.type != DELETE_ACTION:
                 raise InvalidArgumentError(
-                    f"unknown action {action.type!r}: the actions are DELETE and "
-                    f"{FORMER_ENDPOINTS_ACTION}"
+                    f"unknown action {action.type!r}: the actions are "
+                    f"{', '.join(name for name, _ in self.list_actions(context))}",
+                    action=str(action.type),
+                    rejection_code=UNKNOWN_COMMAND,
                 )
             body = action.body.to_pybytes().decode("utf-8", errors="replace")
             pattern: CacheKey = parse_key(body, allow_prefix=True, allow_wildcard=True)
             count = self.store.delete(pattern)
+            if self.follows is not None:
+                self.follows.deleted(pattern)
         _log.info("cache_deleted", pattern=body, objects=count)
         return iter([b"OK"])
 
     def list_actions(self, context: Any) -> list[tuple[str, str]]:
-        """DELETE, and the earlier endpoints of this cache."""
-        return [
+        """DELETE, the earlier endpoints of this cache, and the follow read (when served)."""
+        actions = [
             (DELETE_ACTION, "Delete an object, '<app>/<session>' or '<app>/*'"),
             (FORMER_ENDPOINTS_ACTION, "Endpoints earlier runs of this cache advertised (JSON)"),
         ]
+        if self.follows is not None:
+            actions.append((FOLLOW_ACTION, "The patches of an object after a version, waiting"))
+        return actions
 
 
 def _reply_stream(reply: ReadReply) -> Any:
