@@ -2,7 +2,8 @@
 
 ``Agent[Ctx]`` serves a typed ``handle(req, ctx) -> reply`` over a journaled context;
 ``AgentSession`` opens and invokes agent sessions from any process; ``ContextModel`` and
-``History`` describe the context; ``RetryPolicy`` bounds client retries.
+``History`` describe the context; ``RetryPolicy`` bounds client retries; ``Turn`` (``AsyncTurn``
+in an async handler) gives a handler durable steps, streamed items, interrupts and cancellation.
 """
 
 from flame_agents.agent._agent import Agent
@@ -10,5 +11,15 @@ from flame_agents.agent._context import ContextModel, Migration
 from flame_agents.agent._history import History
 from flame_agents.agent._retry import RetryPolicy
 from flame_agents.agent._session import AgentSession
+from flame_agents.agent._turn import AsyncTurn, Turn
 
-__all__ = ["Agent", "AgentSession", "ContextModel", "History", "Migration", "RetryPolicy"]
+__all__ = [
+    "Agent",
+    "AgentSession",
+    "AsyncTurn",
+    "ContextModel",
+    "History",
+    "Migration",
+    "RetryPolicy",
+    "Turn",
+]
