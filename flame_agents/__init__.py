@@ -6,12 +6,22 @@ from flame_agents.errors import *  # noqa: F403  (the curated API is pinned in t
 from flame_agents.errors import __all__ as _errors_all
 
 if TYPE_CHECKING:
-    from flame_agents.agent import Agent, AgentSession, ContextModel, History, RetryPolicy
+    from flame_agents.agent import (
+        Agent,
+        AgentSession,
+        AsyncTurn,
+        ContextModel,
+        History,
+        RetryPolicy,
+        Turn,
+    )
     from flame_agents.types import ResourceRequirement
 
 # The agent layer pulls in the core and cache clients (grpc, pyarrow); load it on first use so
 # `import flame_agents` stays cheap for the runtime and for processes that only need errors.
-_AGENT_NAMES = frozenset({"Agent", "AgentSession", "ContextModel", "History", "RetryPolicy"})
+_AGENT_NAMES = frozenset(
+    {"Agent", "AgentSession", "AsyncTurn", "ContextModel", "History", "RetryPolicy", "Turn"}
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -33,9 +43,11 @@ __all__ = [
     *_errors_all,
     "Agent",
     "AgentSession",
+    "AsyncTurn",
     "ContextModel",
     "History",
     "ResourceRequirement",
     "RetryPolicy",
+    "Turn",
     "__version__",
 ]

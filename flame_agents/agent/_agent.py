@@ -44,6 +44,29 @@ def _context_param(cls: type) -> Any:
     return None
 
 
+def _check_turn_hint(where: str, name: str, hint: Any, is_async: bool) -> None:
+    from flame_agents.agent._turn import AsyncTurn, Turn
+
+    expected = AsyncTurn if is_async else Turn
+    if hint is None or hint is expected:
+        return
+    kind = "an async" if is_async else "a sync"
+    raise TypeError(
+        f"{where}.handle: {kind} handle gets a {expected.__name__}: annotate `{name}` as "
+        f"{expected.__name__} (or leave it unannotated), got {hint!r}"
+    )
+
+
+def takes_turn(hook: Any) -> bool:
+    """Whether a hook (bound method) declares a parameter for the turn after ``ctx``."""
+    params = [
+        p
+        for p in inspect.signature(hook).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(params) >= 2
+
+
 class Agent(Generic[C]):
     """Base class of agents: a typed entrypoint over a durable, journaled context.
 
@@ -69,6 +92,8 @@ class Agent(Generic[C]):
     reply_type: ClassVar[type[BaseModel]]
     """The pydantic type ``handle`` returns."""
     is_async: ClassVar[bool] = False
+    takes_turn: ClassVar[bool] = False
+    """``handle`` declares a fourth parameter: it gets the :class:`Turn` (or AsyncTurn)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -85,11 +110,13 @@ class Agent(Generic[C]):
             )
         handle = cls.__dict__["handle"]
         params = list(inspect.signature(handle).parameters.values())
-        if len(params) != 3 or any(
+        if len(params) not in (3, 4) or any(
             p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
         ):
             got = ", ".join(p.name for p in params)
-            raise TypeError(f"{where}.handle must take exactly (self, req, ctx), got ({got})")
+            raise TypeError(
+                f"{where}.handle must take (self, req, ctx) or (self, req, ctx, turn), got ({got})"
+            )
         try:
             hints = typing.get_type_hints(handle)
         except Exception as exc:  # NameError for unresolvable forward references, and others
@@ -111,10 +138,14 @@ class Agent(Generic[C]):
                 f"{where}.handle: annotate the return type with a pydantic BaseModel reply "
                 f"type, got {reply!r}"
             )
+        is_async = inspect.iscoroutinefunction(handle)
+        if len(params) == 4:
+            _check_turn_hint(where, params[3].name, hints.get(params[3].name), is_async)
+        cls.takes_turn = len(params) == 4
         cls.context_type = typing.cast(type[ContextModel], ctx_type)
         cls.request_type = typing.cast(type[BaseModel], req_type)
         cls.reply_type = typing.cast(type[BaseModel], reply)
-        cls.is_async = inspect.iscoroutinefunction(handle)
+        cls.is_async = is_async
 
     def handle(self, req: Any, ctx: C) -> Any:
         """Answer one request; mutate ``ctx`` to change the session's state."""
@@ -123,7 +154,8 @@ class Agent(Generic[C]):
     def on_session_start(self, ctx: C) -> Any:
         """Called once per session before its first invocation; changes to ``ctx`` are kept.
 
-        May be ``async``. Runs effectively once: its commit is keyed like an invocation.
+        May be ``async``. Runs effectively once: its commit is keyed like an invocation. It may
+        declare a ``turn`` parameter after ``ctx`` for durable steps (``turn.step``).
         """
 
     def on_session_end(self, ctx: C) -> Any:

@@ -2,7 +2,9 @@
 
 Request: ``{"key": <idempotency key>, "request": <request JSON>}``, plus ``"want_schema": true``
 from a client that has no reply class to validate with, and ``"stream": true`` from a client that
-follows the turn's emitted items (``AgentSession.stream``).
+follows the turn's emitted items (``AgentSession.stream``). Two more act on a paused turn instead:
+``{"key": <turn's key>, "resume": {"index": <interrupt>, "answer": <JSON>}}`` answers its
+interrupt and runs it on, ``{"key": <turn's key>, "drop": true}`` drops it.
 Reply: ``{"reply": <reply JSON>, "replayed": <bool>, "version": <state version>,
 "type": "<module>:<qualname of the reply type>"}``, plus ``"schema": <the reply type's JSON
 Schema>`` when the request asked for it.
@@ -26,8 +28,10 @@ __all__ = [
     "ReplyEnvelope",
     "RequestEnvelope",
     "decode_request",
+    "encode_drop",
     "encode_probe",
     "encode_request",
+    "encode_resume",
     "error_from_message",
 ]
 
@@ -47,6 +51,19 @@ def encode_request(
     if stream:
         doc["stream"] = True
     return _dumps(doc)
+
+
+def encode_resume(key: str, index: int, answer: Any, *, want_schema: bool = False) -> bytes:
+    """Task input answering interrupt ``index`` of the paused turn ``key`` with ``answer``."""
+    doc: dict[str, Any] = {"key": key, "resume": {"index": index, "answer": answer}}
+    if want_schema:
+        doc["want_schema"] = True
+    return _dumps(doc)
+
+
+def encode_drop(key: str) -> bytes:
+    """Task input dropping the paused turn ``key`` (its interrupt and recorded steps)."""
+    return _dumps({"key": key, "drop": True})
 
 
 def encode_probe(*, want_schema: bool) -> bytes:
@@ -73,6 +90,10 @@ class RequestEnvelope:
     """The client has no reply class: send the reply type's JSON Schema with the reply."""
     probe: bool = False
     """Answer who you are (reply type, state version) without running the handler."""
+    resume: tuple[int, Any] | None = None
+    """``(interrupt index, answer)``: answer the paused turn ``key`` and run it on."""
+    drop: bool = False
+    """Drop the paused turn ``key`` (cancel its interrupt); runs nothing."""
     stream: bool = False
     """Write the turn's emitted items to its stream object (else they are dropped)."""
 
@@ -83,8 +104,13 @@ def decode_request(data: bytes | None) -> RequestEnvelope:
         raw = json.loads(data or b"")
         if isinstance(raw, dict) and raw.get("probe") is True:
             return RequestEnvelope("", None, raw.get("want_schema") is True, probe=True)
-        key, request = raw["key"], raw["request"]
+        key = raw["key"]
         want_schema = raw.get("want_schema") is True
+        resume: tuple[int, Any] | None = None
+        if isinstance(raw.get("resume"), dict):
+            resume = (int(raw["resume"]["index"]), raw["resume"].get("answer"))
+        drop = raw.get("drop") is True
+        request = None if resume is not None or drop else raw["request"]
         stream = raw.get("stream") is True
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidArgumentError(
@@ -93,7 +119,7 @@ def decode_request(data: bytes | None) -> RequestEnvelope:
         ) from exc
     if not isinstance(key, str) or not key:
         raise InvalidArgumentError("the idempotency key must be a non-empty string")
-    return RequestEnvelope(key, request, want_schema, stream=stream)
+    return RequestEnvelope(key, request, want_schema, resume=resume, drop=drop, stream=stream)
 
 
 @dataclass(frozen=True)

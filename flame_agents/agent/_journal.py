@@ -10,13 +10,19 @@ Base (JSON)::
      "chunk": <items per sealed chunk>, "fields": {<scalar field>: <JSON value>},
      "histories": {<history field>: {"sealed": <sealed chunk count>, "tail": [<item>, ...]}},
      "keys": {"sealed": <count>,
-              "tail": [[<idempotency key>, <reply JSON>, <request digest>], ...]}}
+              "tail": [[<idempotency key>, <reply JSON>, <request digest>], ...]},
+     "turns": {<idempotency key>: <progress of a turn not committed yet>}}   (when any)
 
 Patch (JSON)::
 
     {"base": <base version>, "prev": <version committed against>, "schema": <int>,
      "key": <idempotency key>, "reply": <reply JSON>, "req": <request digest>,
      "set": {<field>: <new value>}, "append": {<history field>: [<item>, ...]}}
+
+A turn that has not committed yet may write *progress* patches before its commit (step intents
+and results, interrupts and their answers: :mod:`flame_agents.agent._progress`)::
+
+    {"base": <base version>, "prev": <version>, "schema": <int>, "turn": <progress record>}
 
 The request digest (:func:`request_digest`) lets a repeated key be checked against the request
 it was first used with; it is absent for hook commits and in state written before it existed
@@ -37,6 +43,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flame_agents.agent._progress import (
+    TurnProgress,
+    apply_progress,
+    bound_open_turns,
+    turns_from_json,
+    turns_to_json,
+)
 from flame_agents.errors import CacheError
 
 __all__ = [
@@ -131,6 +144,8 @@ class Patch:
     append: dict[str, list[Any]] = field(default_factory=dict)
     request: str | None = None
     """:func:`request_digest` of the invocation's request (None for hook commits)."""
+    progress: dict[str, Any] | None = None
+    """A turn progress record instead of a commit (``key`` is then empty, no delta)."""
 
     def is_empty_delta(self) -> bool:
         return not self.set and not any(self.append.values())
@@ -158,6 +173,8 @@ class Journal:
     patches: int = 0
     #: Idempotency keys in ``keys.tail`` -> what they recorded; sealed keys are in chunks.
     recent: dict[str, Recorded] = field(default_factory=dict)
+    #: Turns that recorded progress and have not committed: idempotency key -> progress.
+    turns: dict[str, TurnProgress] = field(default_factory=dict)
 
     def apply(self, patch: Patch, version: int) -> bool:
         """Apply ``patch`` stored at ``version``; returns False when it lost a race.
@@ -175,12 +192,23 @@ class Journal:
                 f"{self.schema}; the state object is corrupt",
                 version=version,
             )
+        if patch.progress is not None:
+            try:
+                apply_progress(self.turns, patch.progress)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CacheError(
+                    f"turn progress at version {version} is malformed: {exc}", version=version
+                ) from exc
+            self.version = version
+            self.patches += 1
+            return True
         for name, value in patch.set.items():
             self.fields[name] = value
         for name, items in patch.append.items():
             self.histories.setdefault(name, HistoryLog()).tail.extend(items)
         self.keys.tail.append(patch.key_entry())
         self.recent[patch.key] = Recorded(patch.reply, patch.request)
+        self.turns.pop(patch.key, None)  # committed: its progress is history
         self.version = version
         self.patches += 1
         return True
@@ -220,17 +248,18 @@ def new_journal(
 
 def encode_base(journal: Journal) -> bytes:
     """The base bytes for ``journal`` (call :func:`seal` first to keep it small)."""
-    return _dumps(
-        {
-            "format": FORMAT,
-            "schema": journal.schema,
-            "gen": journal.gen,
-            "chunk": journal.chunk,
-            "fields": journal.fields,
-            "histories": {name: log.to_json() for name, log in journal.histories.items()},
-            "keys": journal.keys.to_json(),
-        }
-    )
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "schema": journal.schema,
+        "gen": journal.gen,
+        "chunk": journal.chunk,
+        "fields": journal.fields,
+        "histories": {name: log.to_json() for name, log in journal.histories.items()},
+        "keys": journal.keys.to_json(),
+    }
+    if journal.turns:
+        doc["turns"] = turns_to_json(journal.turns)
+    return _dumps(doc)
 
 
 def decode_base(data: bytes, *, version: int) -> Journal:
@@ -256,6 +285,7 @@ def decode_base(data: bytes, *, version: int) -> Journal:
         histories={k: HistoryLog.from_json(v) for k, v in raw.get("histories", {}).items()},
         keys=keys,
         recent=_recent(keys),
+        turns=turns_from_json(raw.get("turns", {})),
     )
 
 
@@ -265,6 +295,10 @@ def _recent(keys: HistoryLog) -> dict[str, Recorded]:
 
 def encode_patch(patch: Patch) -> bytes:
     """The patch bytes (empty ``set``/``append`` omitted: an idempotent no-op stays tiny)."""
+    if patch.progress is not None:
+        return _dumps(
+            {"base": patch.base, "prev": patch.prev, "schema": patch.schema, "turn": patch.progress}
+        )
     body: dict[str, Any] = {
         "base": patch.base,
         "prev": patch.prev,
@@ -286,6 +320,14 @@ def decode_patch(data: bytes, *, version: int) -> Patch:
     """Parse patch bytes stored at ``version``."""
     try:
         raw = json.loads(data)
+        if "turn" in raw:
+            return Patch(
+                base=int(raw["base"]),
+                prev=int(raw["prev"]),
+                schema=int(raw["schema"]),
+                key="",
+                progress=dict(raw["turn"]),
+            )
         return Patch(
             base=int(raw["base"]),
             prev=int(raw["prev"]),
@@ -334,6 +376,7 @@ def seal(journal: Journal) -> list[tuple[str, int, bytes]]:
             log.sealed += 1
     journal.recent = _recent(journal.keys)
     journal.patches = 0
+    bound_open_turns(journal.turns)
     return chunks
 
 

@@ -19,25 +19,29 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sys
+import threading
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from flame_agents._logging import get_logger
-from flame_agents.agent._agent import Agent
+from flame_agents.agent._agent import Agent, takes_turn
 from flame_agents.agent._envelope import ReplyEnvelope, RequestEnvelope, decode_request
 from flame_agents.agent._journal import request_digest
+from flame_agents.agent._progress import pending_interrupt
 from flame_agents.agent._state import StateHandle
 from flame_agents.agent._store import CacheStore, StateStore
-from flame_agents.agent._stream import TurnStreams, drop_item, stream_outcome, turn_sink
+from flame_agents.agent._stream import TurnStreams, stream_outcome
 from flame_agents.agent._stream_format import REPLY
+from flame_agents.agent._turn import AsyncTurn, Turn, TurnCancelled, TurnInterrupted, TurnRun
+from flame_agents.agent._typenames import type_name
 from flame_agents.errors import (
+    Cancelled,
     CommitConflictError,
     FlameAgentsError,
+    Interrupted,
     InvalidArgumentError,
     InvalidStateError,
     TaskFailedError,
@@ -49,33 +53,6 @@ __all__ = ["START_KEY", "AgentHandler"]
 START_KEY = "~session-start"
 
 _log = get_logger(__name__)
-
-
-def type_name(tp: type) -> str:
-    """``module:qualname`` of a type (recorded in replies and state for tools).
-
-    A type defined in a script run as ``python agent.py`` lives in ``__main__``, a name no other
-    process can import; the script's own module name (``agent``) is recorded instead.
-    """
-    module = tp.__module__
-    if module == "__main__":
-        module = main_module_name() or module
-    return f"{module}:{tp.__qualname__}"
-
-
-def main_module_name() -> str | None:
-    """The importable name of this process's ``__main__``: ``pkg.mod`` when run with ``-m``,
-    the file's stem for a script; None when there is neither (an interactive session)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name and spec.name != "__main__":
-        return str(spec.name).removesuffix(".__main__")
-    path = getattr(main, "__file__", None)
-    if path:
-        stem = Path(path).stem
-        if stem.isidentifier():
-            return stem
-    return None
 
 
 class AgentHandler:
@@ -104,6 +81,11 @@ class AgentHandler:
         # The exception the handler raised in the current invocation (see on_task_invoke).
         self._handler_error: BaseException | None = None
         self._streams: TurnStreams | None = None
+        # Cancellation: set from the shim's cancel call (another thread) for the running task.
+        self._cancel_lock = threading.Lock()
+        self._cancel_event = threading.Event()
+        self._current_task = ""
+        self._async_task: asyncio.Task[Any] | None = None
         self.session_id = ""
         self.app = ""
 
@@ -146,8 +128,13 @@ class AgentHandler:
         self._log.info("session entered", version=state.version)
 
     def on_task_invoke(self, task_id: str, session_id: str, input: bytes | None) -> bytes | None:
+        with self._cancel_lock:
+            self._current_task = task_id
+            self._cancel_event = threading.Event()
         try:
             return self.invoke(input, task_id=task_id).encode()
+        except Cancelled:
+            raise  # the shim reports it as a cancelled task
         except Exception as exc:
             # Class and fields travel with the task's failure so the client raises the same.
             text = exc.message if isinstance(exc, FlameAgentsError) else str(exc)
@@ -163,6 +150,22 @@ class AgentHandler:
             ) from exc
         finally:
             self._handler_error = None
+            with self._cancel_lock:
+                self._current_task = ""
+
+    def on_task_cancel(self, task_id: str) -> None:
+        """Cancel the running turn of ``task_id`` (called from another thread).
+
+        A sync handler stops at its next ``step``/``emit``/``interrupt`` (``turn.cancelled``
+        turns True at once); an async handler gets ``asyncio.CancelledError``.
+        """
+        with self._cancel_lock:
+            if task_id and task_id != self._current_task:
+                return
+            self._cancel_event.set()
+            task, loop = self._async_task, self._loop
+        if task is not None and loop is not None:
+            loop.call_soon_threadsafe(task.cancel)
 
     def on_session_leave(self) -> None:
         try:
@@ -191,7 +194,7 @@ class AgentHandler:
         """
         envelope = decode_request(data)
         if not envelope.stream or self._streams is None or envelope.probe:
-            return self._invoke(envelope, task_id=task_id, sink=drop_item)
+            return self._invoke(envelope, task_id=task_id, sink=None)
         writer = self._streams.writer(envelope.key)
         try:
             result = self._invoke(envelope, task_id=task_id, sink=writer.emit)
@@ -202,39 +205,39 @@ class AgentHandler:
         return result
 
     def _invoke(
-        self, envelope: RequestEnvelope, *, task_id: str, sink: Callable[[Any], None]
+        self, envelope: RequestEnvelope, *, task_id: str, sink: Callable[[Any], None] | None
     ) -> ReplyEnvelope:
         state, agent = self._state, self._agent
         if state is None or agent is None:
             raise InvalidStateError("no session entered")
         log = self._log.bind(task_id=task_id)
-        key, request_json = envelope.key, envelope.request
+        key = envelope.key
         schema = self.agent_type.reply_type.model_json_schema() if envelope.want_schema else None
         if envelope.probe:
             return self._envelope(None, replayed=True, schema=schema)
-        try:
-            request = self.agent_type.request_type.model_validate(request_json)
-        except ValidationError as exc:
-            raise InvalidArgumentError(f"invalid request: {exc}") from exc
-        digest = request_digest(request.model_dump(mode="json"))
         state.refresh()
+        if envelope.drop:
+            self._drop_turn(state, key)
+            return self._envelope(None, replayed=False, schema=schema)
+        request, request_json, digest = self._turn_request(state, envelope)
         recorded = state.recorded(key, request=digest)
         if recorded is not None:
             log.info("replayed recorded reply", key=key, version=state.version)
             return self._envelope(recorded.reply, replayed=True, schema=schema)
+        self._check_not_paused(state, key, resuming=envelope.resume is not None)
+        if request is None:
+            request = self._validate_request(request_json)
         work = state.working_copy()
-        self._handler_error = None
-        try:
-            with turn_sink(sink):
-                reply = self._call(agent.handle, request, work)
-        except BaseException as exc:
-            self._handler_error = exc
-            raise
-        if not isinstance(reply, self.agent_type.reply_type):
-            raise TaskFailedError(
-                f"{self.agent_type.__qualname__}.handle returned {type(reply).__name__}, "
-                f"expected {self.agent_type.reply_type.__name__}"
-            )
+        run = TurnRun(
+            state,
+            key,
+            session_id=self.session_id,
+            request=request_json,
+            digest=digest,
+            sink=sink,
+            cancel_event=self._cancel_event,
+        )
+        reply = self._run_turn(agent, request, work, run)
         reply_json = reply.model_dump(mode="json")
         # Another writer may have moved the state: if it committed this very key (a duplicate
         # delivery), its reply is the answer (replayed); otherwise CommitConflictError, and ours
@@ -243,8 +246,120 @@ class AgentHandler:
         if committed.replayed:
             log.info("commit resolved by recorded reply", key=key, version=committed.version)
             return self._envelope(committed.reply, replayed=True, schema=schema)
-        log.info("invocation committed", key=key, version=committed.version)
+        log.info(
+            "invocation committed",
+            key=key,
+            version=committed.version,
+            steps_run=run.steps_run,
+            steps_replayed=run.steps_replayed,
+        )
         return self._envelope(reply_json, replayed=False, schema=schema)
+
+    def _validate_request(self, request_json: Any) -> Any:
+        try:
+            return self.agent_type.request_type.model_validate(request_json)
+        except ValidationError as exc:
+            raise InvalidArgumentError(f"invalid request: {exc}") from exc
+
+    def _turn_request(
+        self, state: StateHandle[Any], envelope: RequestEnvelope
+    ) -> tuple[Any, Any, str | None]:
+        """The request the turn runs on (validated, or None for a resume), its JSON and digest;
+        a resume records its answer first.
+
+        A resume runs the request its turn was interrupted with; its answer is recorded once
+        (a repeated resume of an answered interrupt just runs the turn on).
+        """
+        if envelope.resume is None:
+            request = self._validate_request(envelope.request)
+            request_json = request.model_dump(mode="json")
+            return request, request_json, request_digest(request_json)
+        key, (index, answer) = envelope.key, envelope.resume
+        progress = state.journal.turns.get(key)
+        if progress is None or not progress.interrupts:
+            found = state.recorded(key)
+            if found is not None:  # a resume whose turn already committed: its reply
+                return None, None, found.request
+            raise InvalidStateError(
+                f"turn {key!r} of session {self.session_id} is not waiting for an answer "
+                "(nothing to resume)",
+                idempotency_key=key,
+                session_id=self.session_id,
+            )
+        if index == len(progress.answers) and index < len(progress.interrupts):
+            state.record_progress({"k": key, "op": "answer", "index": index, "value": answer})
+        elif index > len(progress.answers) or index >= len(progress.interrupts):
+            raise InvalidStateError(
+                f"turn {key!r} has no interrupt {index} waiting for an answer",
+                idempotency_key=key,
+                session_id=self.session_id,
+            )
+        return None, progress.request, progress.digest or request_digest(progress.request)
+
+    def _check_not_paused(self, state: StateHandle[Any], key: str, *, resuming: bool) -> None:
+        """Refuse a new turn while another waits for an answer; re-raise a repeated pause."""
+        found = pending_interrupt(state.journal.turns)
+        if found is None:
+            return
+        paused, index, payload = found
+        if paused == key and not resuming:
+            raise Interrupted(
+                f"turn {key!r} is waiting for an answer to interrupt {index}; resume it with "
+                "AgentSession.resume(answer)",
+                payload=payload,
+                idempotency_key=key,
+                index=index,
+                session_id=self.session_id,
+            )
+        if paused != key:
+            raise InvalidStateError(
+                f"session {self.session_id} has a turn waiting for an answer (idempotency key "
+                f"{paused!r}, interrupt {index}, payload {payload!r}); answer it with "
+                "AgentSession.resume(answer) or drop it with AgentSession.cancel() before "
+                "invoking again",
+                session_id=self.session_id,
+                idempotency_key=paused,
+                payload=payload,
+            )
+
+    def _run_turn(self, agent: Agent[Any], request: Any, work: Any, run: TurnRun) -> Any:
+        """Call ``handle`` for one turn; a pause or a cancellation becomes its client error."""
+        args: tuple[Any, ...] = (request, work)
+        if self.agent_type.takes_turn:
+            args += (AsyncTurn(run) if self.agent_type.is_async else Turn(run),)
+        self._handler_error = None
+        try:
+            reply = self._call(agent.handle, *args)
+        except TurnInterrupted as pause:
+            raise Interrupted(
+                f"turn {run.idempotency_key!r} is waiting for an answer (interrupt "
+                f"{pause.index}); resume it with AgentSession.resume(answer)",
+                payload=pause.payload,
+                idempotency_key=run.idempotency_key,
+                index=pause.index,
+                session_id=self.session_id,
+            ) from None
+        except (TurnCancelled, asyncio.CancelledError):
+            self._drop_turn(run.state, run.idempotency_key)
+            raise Cancelled(
+                f"turn {run.idempotency_key!r} was cancelled; nothing of it was committed",
+                idempotency_key=run.idempotency_key,
+                session_id=self.session_id,
+            ) from None
+        except BaseException as exc:
+            self._handler_error = exc
+            raise
+        if not isinstance(reply, self.agent_type.reply_type):
+            raise TaskFailedError(
+                f"{self.agent_type.__qualname__}.handle returned {type(reply).__name__}, "
+                f"expected {self.agent_type.reply_type.__name__}"
+            )
+        return reply
+
+    def _drop_turn(self, state: StateHandle[Any], key: str) -> None:
+        """Forget the recorded progress of turn ``key`` (cancelled, or its interrupt dropped)."""
+        if key in state.journal.turns:
+            state.record_progress({"k": key, "op": "drop"})
 
     def _envelope(
         self, reply_json: Any, *, replayed: bool, schema: dict[str, Any] | None
@@ -268,7 +383,11 @@ class AgentHandler:
         if state.lookup(key)[0]:
             return
         work = state.working_copy()
-        self._call(hook, work)
+        args: tuple[Any, ...] = (work,)
+        if takes_turn(hook):
+            run = TurnRun(state, key, session_id=self.session_id, interrupts_allowed=False)
+            args += (AsyncTurn(run) if inspect.iscoroutinefunction(hook) else Turn(run),)
+        self._call(hook, *args)
         state.commit(work, idempotency_key=key, reply=None)  # resolves conflicts on the key
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -277,5 +396,19 @@ class AgentHandler:
             # One loop per instance, so async handlers may keep loop-bound clients across calls.
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
-            result = self._loop.run_until_complete(result)
+            task = self._loop.create_task(_awaited(result))
+            with self._cancel_lock:
+                self._async_task = task
+                cancelled = self._cancel_event.is_set()
+            if cancelled:
+                task.cancel()
+            try:
+                result = self._loop.run_until_complete(task)
+            finally:
+                with self._cancel_lock:
+                    self._async_task = None
         return result
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable

@@ -23,8 +23,10 @@ from flame_agents.agent._agent import Agent
 from flame_agents.agent._context import ContextModel
 from flame_agents.agent._envelope import (
     ReplyEnvelope,
+    encode_drop,
     encode_probe,
     encode_request,
+    encode_resume,
     error_from_message,
 )
 from flame_agents.agent._retry import RetryPolicy
@@ -32,10 +34,12 @@ from flame_agents.agent._schema_model import model_from_schema
 from flame_agents.agent._state import StateHandle, create_state, delete_state
 from flame_agents.agent._store import CacheStore
 from flame_agents.agent._stream_format import stream_key
+from flame_agents.agent._turn import to_json_value
 from flame_agents.agent._turn_stream import TurnStream
 from flame_agents.errors import (
     FlameAgentsError,
     InvalidArgumentError,
+    InvalidStateError,
     NotFoundError,
     TaskFailedError,
 )
@@ -257,6 +261,9 @@ class AgentSession(Generic[C]):
         envelope = self._send(
             encode_request(key, req.model_dump(mode="json"), want_schema=want_schema), key
         )
+        return self._typed_reply(envelope, reply_type)
+
+    def _typed_reply(self, envelope: ReplyEnvelope, reply_type: type[BaseModel] | None) -> Any:
         model = reply_type or self._resolve_reply_model(envelope)
         try:
             return model.model_validate(envelope.reply)
@@ -264,6 +271,51 @@ class AgentSession(Generic[C]):
             raise TaskFailedError(
                 f"the reply does not validate as {model.__name__}: {exc}"
             ) from exc
+
+    def pending_interrupt(self) -> dict[str, Any] | None:
+        """The turn waiting for an answer, read from the session's state, or None.
+
+        ``{"idempotency_key": <the paused turn's key>, "index": <its interrupt>, "payload":
+        <what the handler passed to interrupt()>}``; works from any process, by session id.
+        """
+        reader = StateHandle(CacheStore(self.ref.endpoint), self.ref.key, ContextModel)
+        return reader.pending_interrupt_json()
+
+    def resume(self, answer: Any, *, reply_type: type[BaseModel] | None = None) -> Any:
+        """Answer the session's paused turn with ``answer`` and run it on; returns its reply.
+
+        The turn runs again from the top on the request it was interrupted with: its steps
+        replay from the journal, ``turn.interrupt()`` returns ``answer`` (as JSON; a model
+        arrives as its dict), and the turn commits as an invocation does. It raises
+        ``Interrupted`` again when the turn pauses at a later interrupt. Works from any process
+        after ``AgentSession(session_id=...)``, and after runtime restarts.
+        """
+        pending = self.pending_interrupt()
+        if pending is None:
+            raise InvalidStateError(
+                f"session {self.id()} has no turn waiting for an answer; resume() answers the "
+                "interrupt an invoke raised as Interrupted",
+                session_id=self.id(),
+            )
+        key = str(pending["idempotency_key"])
+        want_schema = reply_type is None and self.reply_type is None
+        data = encode_resume(
+            key,
+            int(pending["index"]),
+            to_json_value(answer, what="the answer"),
+            want_schema=want_schema,
+        )
+        return self._typed_reply(self._send(data, key), reply_type)
+
+    def cancel(self) -> None:
+        """Drop the session's turn waiting for an answer (its interrupt and recorded steps).
+
+        Nothing else of the session changes; it serves the next ``invoke``.
+        """
+        pending = self.pending_interrupt()
+        if pending is not None:
+            key = str(pending["idempotency_key"])
+            self._send(encode_drop(key), key)
 
     def stream(
         self,

@@ -39,6 +39,7 @@ from flame_agents.agent._journal import (
     new_journal,
     seal,
 )
+from flame_agents.agent._progress import pending_interrupt
 from flame_agents.agent._store import Fetched, StateStore
 from flame_agents.errors import (
     CacheError,
@@ -314,6 +315,7 @@ class StateHandle(Generic[C]):
         fresh.keys = HistoryLog(
             tail=full_log(journal, KEYS_LOG, lambda n, i: self._read_chunk(journal.gen, n, i))
         )
+        fresh.turns = journal.turns  # turns in progress (a pending interrupt) carry over
         self._write_base(fresh, expected_version=journal.version)
         log.info(
             "state migrated",
@@ -389,6 +391,104 @@ class StateHandle(Generic[C]):
             key=self.key,
             idempotency_key=idempotency_key,
         )
+
+    def record_progress(self, record: dict[str, Any]) -> int:
+        """Append one turn progress record (:mod:`~flame_agents.agent._progress`) as a patch.
+
+        Conditional on our version like a commit, and resolved the same way when the store
+        leaves the outcome unknown: the record is looked for after a re-read. Raises
+        :class:`CommitConflictError` when another writer moved the state (the turn must not go
+        on from a state it did not read) and :class:`RetryableError` when the outcome cannot
+        be established. Returns the new version; the context is unchanged.
+        """
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            journal = self.journal
+            expected = journal.version
+            patch = Patch(
+                base=journal.base_version,
+                prev=expected,
+                schema=journal.schema,
+                key="",
+                progress=record,
+            )
+            try:
+                data = encode_patch(patch)
+                version = self.store.append(self.key, data, expected_version=expected)
+            except CommitConflictError:
+                self._reload_or_retryable(record)
+                raise CommitConflictError(
+                    f"state of {self.key} moved during the turn {record['k']!r} (another writer "
+                    f"committed version {self.version}); invoke again to run it on the new state",
+                    key=self.key,
+                    version=self.version,
+                ) from None
+            except _REFUSED:
+                raise
+            except FlameAgentsError as exc:
+                self._reload_or_retryable(record, cause=exc)
+                if self._has_progress(record):
+                    return self.version
+                if self.version != expected:
+                    raise RetryableError(
+                        f"recording progress of turn {record['k']!r} in {self.key} failed "
+                        f"({exc}) and the state moved meanwhile; retry with the same "
+                        "idempotency key",
+                        key=self.key,
+                        idempotency_key=record["k"],
+                    ) from exc
+                log.warning(
+                    "progress outcome unknown: not recorded, writing again",
+                    key=self.key,
+                    attempt=attempt,
+                    error=str(exc),
+                )
+                continue
+            if version != expected + 1:
+                # A store without conditional commits let another write in first.
+                self._reload_or_retryable(record)
+                raise CommitConflictError(
+                    f"state of {self.key} moved during the turn {record['k']!r}; invoke again",
+                    key=self.key,
+                    version=self.version,
+                )
+            journal.apply(patch, version)
+            return version
+        raise RetryableError(
+            f"recording progress of turn {record['k']!r} in {self.key} failed "
+            f"{COMMIT_ATTEMPTS} times; retry with the same idempotency key",
+            key=self.key,
+            idempotency_key=record["k"],
+        )
+
+    def _reload_or_retryable(
+        self, record: dict[str, Any], *, cause: FlameAgentsError | None = None
+    ) -> None:
+        try:
+            self.load()
+        except FlameAgentsError as exc:
+            raise RetryableError(
+                f"the outcome of recording progress of turn {record['k']!r} in {self.key} is "
+                f"unknown ({cause or 'conflict'}; re-reading the state failed: {exc}); retry "
+                "with the same idempotency key",
+                key=self.key,
+                idempotency_key=record["k"],
+            ) from (cause or exc)
+
+    def _has_progress(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` is reflected in the turn's progress after a re-read."""
+        progress = self.journal.turns.get(str(record["k"]))
+        op = record["op"]
+        if op == "drop":
+            return progress is None
+        if progress is None:
+            return False
+        if op == "intent":
+            return record["name"] in progress.intents or record["name"] in progress.steps
+        if op == "result":
+            return record["name"] in progress.steps
+        if op == "interrupt":
+            return len(progress.interrupts) > int(record.get("index", 0))
+        return len(progress.answers) > int(record.get("index", 0))
 
     def _after_conflict(self, idempotency_key: str, request: str | None) -> Committed:
         """The state moved under our commit: the answer is the key's record, or a conflict."""
@@ -519,4 +619,14 @@ class StateHandle(Generic[C]):
             "patches": journal.patches,
             "invocations": journal.keys.length(journal.chunk),
             "histories": {n: h.length(journal.chunk) for n, h in journal.histories.items()},
+            "open_turns": len(journal.turns),
+            "pending_interrupt": self.pending_interrupt_json(),
         }
+
+    def pending_interrupt_json(self) -> dict[str, Any] | None:
+        """The interrupt waiting for an answer: ``{"idempotency_key", "index", "payload"}``."""
+        found = pending_interrupt(self.journal.turns)
+        if found is None:
+            return None
+        key, index, payload = found
+        return {"idempotency_key": key, "index": index, "payload": payload}

@@ -25,9 +25,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any
 
 from flame_agents._logging import get_logger
@@ -56,15 +54,7 @@ from flame_agents.errors import (
     RetryableError,
 )
 
-__all__ = [
-    "KEEP_STREAMS",
-    "StreamWriter",
-    "TurnStreams",
-    "drop_item",
-    "emit",
-    "stream_outcome",
-    "turn_sink",
-]
+__all__ = ["KEEP_STREAMS", "StreamWriter", "TurnStreams", "stream_outcome"]
 
 KEEP_STREAMS = 16
 """Streams of a session an instance keeps; opening a newer one deletes the oldest beyond."""
@@ -78,29 +68,6 @@ CLOSE_TIMEOUT = 30.0
 _WRITE_ATTEMPTS = 3
 
 _log = get_logger(__name__)
-
-
-def drop_item(item: Any) -> None:
-    """The sink of a turn nobody streams (``invoke``): items go nowhere, at no cost."""
-
-
-_sink: ContextVar[Callable[[Any], None]] = ContextVar("turn_sink", default=drop_item)
-
-
-@contextmanager
-def turn_sink(sink: Callable[[Any], None]) -> Iterator[None]:
-    """Make ``sink`` the current turn's sink while the handler runs (see :func:`emit`)."""
-    token = _sink.set(sink)
-    try:
-        yield
-    finally:
-        _sink.reset(token)
-
-
-def emit(item: Any) -> None:
-    """Emit ``item`` from the running handler to the current turn's sink (what
-    ``Turn.emit`` does; this function is its seam for handlers without a ``Turn``)."""
-    _sink.get()(item)
 
 
 def stream_outcome(exc: BaseException, *, handler_error: BaseException | None) -> str | None:

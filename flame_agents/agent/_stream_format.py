@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from flame_agents._wire.cache.keys import MAX_COMPONENT_BYTES, check_prefix, parse_key
+from flame_agents.agent._typenames import type_name
 from flame_agents.cache import ObjectRef, follow_raw
 from flame_agents.errors import CacheError, InvalidArgumentError
 
@@ -101,8 +102,6 @@ def encode_item(item: Any) -> bytes:
         cls = type(item)
         name = _type_names.get(cls)
         if name is None:
-            from flame_agents.agent._server import type_name  # deferred: _server imports us
-
             name = _type_names[cls] = _dumps(type_name(cls))
         return b"[" + name + b"," + item.model_dump_json().encode() + b"]"
     try:

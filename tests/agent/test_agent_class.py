@@ -6,7 +6,7 @@ import pytest
 from agentdefs import Answer, Ask, ChatAgent, ChatContext, CounterContext
 from pydantic import BaseModel
 
-from flame_agents.agent import Agent, RetryPolicy
+from flame_agents.agent import Agent, RetryPolicy, Turn
 from flame_agents.errors import InstanceLostError, RuntimeUnavailableError, TaskFailedError
 
 
@@ -48,11 +48,23 @@ def test_non_model_request_or_reply_fails_at_definition() -> None:
 
 
 def test_wrong_arity_or_missing_type_argument_fails_at_definition() -> None:
-    """handle takes (self, req, ctx) and the agent names its context model."""
-    with pytest.raises(TypeError, match=r"\(self, req, ctx\)"):
+    """handle takes (self, req, ctx[, turn]) and the agent names its context model."""
+    with pytest.raises(TypeError, match=r"\(self, req, ctx\) or \(self, req, ctx, turn\)"):
 
         class Extra(Agent[ChatContext]):
+            def handle(self, req: Ask, ctx: ChatContext, turn: Turn, more: int) -> Answer:
+                raise NotImplementedError
+
+    with pytest.raises(TypeError, match="annotate `more` as Turn"):
+
+        class WrongTurn(Agent[ChatContext]):
             def handle(self, req: Ask, ctx: ChatContext, more: int) -> Answer:
+                raise NotImplementedError
+
+    with pytest.raises(TypeError, match="annotate `turn` as AsyncTurn"):
+
+        class SyncTurnInAsync(Agent[ChatContext]):
+            async def handle(self, req: Ask, ctx: ChatContext, turn: Turn) -> Answer:
                 raise NotImplementedError
 
     with pytest.raises(TypeError, match="type argument"):
