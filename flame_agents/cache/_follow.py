@@ -86,7 +86,7 @@ def _poll(endpoint: str, key: str, since: int, wait: float) -> FollowReply:
     while True:
         reply = _read(endpoint, key, since)
         remaining = deadline - time.monotonic()
-        if reply.rows or remaining <= 0:
+        if reply.rows or (since and not reply.found) or remaining <= 0:
             return reply
         time.sleep(min(pause, remaining))
         pause = min(pause * 2, POLL_MAX)

@@ -75,7 +75,8 @@ class Follows:
         self, request: FollowRequest, read: Callable[[CacheKey, int], ReadReply]
     ) -> FollowReply:
         """Answer ``request``: ``read(key, since)`` at once, then again after each change of the
-        key until it has something new or ``wait_ms`` (at most :data:`MAX_WAIT_MS`) passed."""
+        key until it has something new (or the object the caller held is gone), or ``wait_ms``
+        (at most :data:`MAX_WAIT_MS`) passed."""
         key, skey = request.key, str(request.key)
         deadline = time.monotonic() + min(request.wait_ms, MAX_WAIT_MS) / 1000
         with self._lock:
@@ -94,7 +95,8 @@ class Follows:
             while True:
                 reply = _answer(key, request.since, read)
                 remaining = deadline - time.monotonic()
-                if watch is None or reply.rows or remaining <= 0:
+                gone = request.since > 0 and not reply.found  # the caller's object went
+                if watch is None or reply.rows or gone or remaining <= 0:
                     return FollowReply(reply.found, reply.version, reply.rows, busy=busy)
                 with self._lock:
                     while watch.changes == seen and not self._closed and remaining > 0:
