@@ -23,7 +23,7 @@ __all__ = [
     "percentile",
 ]
 
-HIGHER_IS_BETTER_UNITS = frozenset({"tasks/s", "invokes/s", "ops/s", "MB/s", "calls/s"})
+HIGHER_IS_BETTER_UNITS = frozenset({"tasks/s", "invokes/s", "ops/s", "MB/s", "calls/s", "items/s"})
 """Units whose bigger values are better; every other unit is a cost (time, bytes)."""
 
 
@@ -116,6 +116,8 @@ class Profile:
     cache_sizes: tuple[int, ...] = field(default=(100, 64 * 1024, 4 * 1024 * 1024))
     cache_ops: int = 20
     """Operations per arm, size and round in the cache scenario."""
+    stream_items: int = 20_000
+    """Small items of the one stream whose rate the agent-stream scenario measures."""
 
     @classmethod
     def quick(cls) -> Profile:
@@ -135,6 +137,7 @@ class Profile:
             agent_turns=3,
             cache_sizes=(100, 64 * 1024, 1024 * 1024),
             cache_ops=3,
+            stream_items=2_000,
         )
 
     @classmethod

@@ -15,6 +15,7 @@ def all_scenarios() -> list[Scenario]:
     from flame_agents.bench.scenarios.invoke import NoopInvoke, WarmInvoke
     from flame_agents.bench.scenarios.memory import ResidentMemory
     from flame_agents.bench.scenarios.sessions import ManySessions
+    from flame_agents.bench.scenarios.stream import TurnStreams
     from flame_agents.bench.scenarios.throughput import Throughput
 
     return [
@@ -25,5 +26,6 @@ def all_scenarios() -> list[Scenario]:
         ColdStart(),
         CacheOps(),
         AgentTurn(),
+        TurnStreams(),
         ResidentMemory(),
     ]
