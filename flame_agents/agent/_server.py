@@ -190,12 +190,14 @@ class AgentHandler:
         """Run one request envelope through the commit path; returns the reply envelope.
 
         A request that asks for a stream gets the turn's emitted items written to the turn's
-        stream object, ended by the turn's outcome; otherwise emitted items are dropped.
+        stream object, ended by the turn's outcome (a resumed turn goes on in its stream if it
+        has one); otherwise emitted items are dropped.
         """
         envelope = decode_request(data)
-        if not envelope.stream or self._streams is None or envelope.probe:
+        resuming = envelope.resume is not None
+        if not (envelope.stream or resuming) or self._streams is None or envelope.probe:
             return self._invoke(envelope, task_id=task_id, sink=None)
-        writer = self._streams.writer(envelope.key)
+        writer = self._streams.writer(envelope.key, if_exists=resuming and not envelope.stream)
         try:
             result = self._invoke(envelope, task_id=task_id, sink=writer.emit)
         except BaseException as exc:

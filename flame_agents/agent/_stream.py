@@ -82,11 +82,16 @@ def stream_outcome(exc: BaseException, *, handler_error: BaseException | None) -
     return FAILED
 
 
+class _NoStream(FlameAgentsError):
+    """The turn has no stream to go on in (a writer opened ``if_exists``)."""
+
+
 class StreamWriter:
     """Appends one turn's items to its stream object (see the module docstring).
 
     ``on_created(prefix)`` is called (on the writer's thread) when the writer created the stream
-    afresh, for retention.
+    afresh, for retention. ``if_exists``: write only to a stream an earlier run left (a resumed
+    turn that was not streamed writes nothing).
     """
 
     def __init__(
@@ -95,10 +100,12 @@ class StreamWriter:
         prefix: str,
         *,
         on_created: Callable[[str], None] | None = None,
+        if_exists: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.prefix = prefix
         self._on_created = on_created
+        self._if_exists = if_exists
         self._cond = threading.Condition()
         self._buffer: list[bytes] = []
         self._buffered = 0
@@ -157,7 +164,7 @@ class StreamWriter:
             self._replayed = replayed
             if self._thread is None:
                 if outcome is None and not self._buffer:
-                    return self._failed is None
+                    return self._failed is None or isinstance(self._failed, _NoStream)
                 self._start()
             self._cond.notify_all()
             thread = self._thread
@@ -166,7 +173,7 @@ class StreamWriter:
         if thread.is_alive():
             _log.warning("stream_close_timed_out", prefix=self.prefix, seconds=CLOSE_TIMEOUT)
             return False
-        return self._failed is None
+        return self._failed is None or isinstance(self._failed, _NoStream)
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run_writes, name="turn-stream", daemon=True)
@@ -199,6 +206,12 @@ class StreamWriter:
                     self._write(batch, end)
                 if last:
                     return
+        except _NoStream:
+            with self._cond:  # nobody streams this turn: drop its items from now on
+                self._failed = _NoStream("no stream")
+                self._buffer.clear()
+                self._buffered = 0
+                self._cond.notify_all()
         except FlameAgentsError as exc:
             _log.warning("stream_write_failed", prefix=self.prefix, error=str(exc))
             with self._cond:
@@ -236,6 +249,10 @@ class StreamWriter:
         """Create the stream with the first batch (returns None), or learn where an earlier
         run left it (returns the batch, still to write)."""
         for _ in range(2):
+            if self._if_exists:
+                if not scan_stream(self.endpoint, self.prefix).found:
+                    raise _NoStream(f"turn stream {self.prefix} does not exist")
+                self._if_exists = False
             try:
                 self._version = self._create(0, base_record(self._run, 0, 0, items, end=end))
             except CommitConflictError:
@@ -247,7 +264,7 @@ class StreamWriter:
                     self._on_created(self.prefix)
                 return None
             scan = scan_stream(self.endpoint, self.prefix)
-            if scan.found and scan.end is not None and self._replayed:
+            if scan.found and scan.end in FINAL and self._replayed:
                 self._opened = True
                 return None  # the recorded turn's stream, complete: leave it as it is
             if scan.found and scan.end in FINAL:
@@ -329,10 +346,11 @@ class TurnStreams:
         self._lock = threading.Lock()
         self._recent: list[str] | None = None
 
-    def writer(self, idempotency_key: str) -> StreamWriter:
-        """A writer of the stream of turn ``idempotency_key``."""
+    def writer(self, idempotency_key: str, *, if_exists: bool = False) -> StreamWriter:
+        """A writer of the stream of turn ``idempotency_key`` (``if_exists``: only if the turn
+        has a stream already)."""
         prefix = stream_key(self.state_key, idempotency_key)
-        return StreamWriter(self.endpoint, prefix, on_created=self._created)
+        return StreamWriter(self.endpoint, prefix, on_created=self._created, if_exists=if_exists)
 
     def _created(self, prefix: str) -> None:
         """Record ``prefix`` among the recent streams; delete those past :attr:`keep`."""

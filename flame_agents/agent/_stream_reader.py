@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from flame_agents._logging import get_logger
 from flame_agents.agent._stream_format import (
+    FINAL,
     INTERRUPTED,
     Record,
     decode_record,
@@ -78,7 +79,8 @@ class StreamReader:
         finished: Called between follows; once it returns True the reader reads once more
             and stops even without an end marker.
         wait: Seconds each follow waits on the server.
-        delete_at_end: Delete the stream once its end marker was read.
+        delete_at_end: Delete the stream once it ended for good (``interrupted`` is a pause:
+            the resumed turn goes on in the same stream).
     """
 
     def __init__(
@@ -151,7 +153,7 @@ class StreamReader:
     def _ended(self) -> None:
         if self.outcome == INTERRUPTED:
             _log.info("stream_paused", prefix=self.prefix)
-        if self._delete_at_end:
+        if self._delete_at_end and self.outcome in FINAL:
             try:
                 delete_objects(self.prefix, endpoint=self.endpoint)
             except FlameAgentsError as exc:

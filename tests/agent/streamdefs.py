@@ -26,6 +26,8 @@ class Emit(BaseModel):
     hold_at: int = -1
     """The first run of the turn stops after this many items until it is killed."""
     hold_dir: str = ""
+    ask: bool = False
+    """After its items, interrupt for an answer, then emit one more."""
 
 
 class Emitted(BaseModel):
@@ -45,10 +47,15 @@ class StreamAgent(Agent[StreamContext]):
             turn.emit({"i": i} if req.plain else Token(i=i, text=f"t{i}"))
             if req.delay:
                 time.sleep(req.delay)
+        count = req.n
+        if req.ask:
+            turn.interrupt({"question": "go on?"})
+            turn.emit(Token(i=req.n, text="after the answer"))
+            count += 1
         if req.fail:
             raise ValueError("the handler failed after emitting")
         ctx.turns += 1
-        return Emitted(count=req.n, turns=ctx.turns)
+        return Emitted(count=count, turns=ctx.turns)
 
 
 def _hold_first_run(folder: Path) -> None:

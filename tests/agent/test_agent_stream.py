@@ -18,7 +18,7 @@ from flame_agents.agent import AgentSession
 from flame_agents.agent._stream import KEEP_STREAMS
 from flame_agents.agent._stream_format import registry_key, segment_key, stream_key
 from flame_agents.cache import ObjectRef, _transport, fetch_raw, follow_raw
-from flame_agents.errors import TaskFailedError
+from flame_agents.errors import Interrupted, TaskFailedError
 from flame_agents.runtime.cache.server import NO_FOLLOW_ENV
 from flame_agents.testing import LocalRuntime
 
@@ -117,6 +117,23 @@ def test_failed_turn_streams_its_items_then_raises(session: AgentSession[StreamC
     with pytest.raises(TaskFailedError, match="the handler failed"):
         _ = stream.reply
     assert session.context().turns == 0
+
+
+def test_an_interrupted_turn_streams_on_after_its_resume(
+    session: AgentSession[StreamContext],
+) -> None:
+    """A turn that pauses ends its stream ``interrupted`` (reply raises Interrupted); resumed,
+    it goes on in the same stream, which a stream of its key then reads whole."""
+    req = Emit(n=3, ask=True)
+    stream = session.stream(req, idempotency_key="ask")
+    assert [item.i for item in stream] == [0, 1, 2]
+    assert stream.outcome == "interrupted"
+    with pytest.raises(Interrupted):
+        _ = stream.reply
+    assert session.resume({"yes": True}) == Emitted(count=4, turns=1)
+    again = session.stream(req, idempotency_key="ask")
+    assert [item.i for item in again] == [0, 1, 2, 3]
+    assert (again.reply, again.outcome) == (Emitted(count=4, turns=1), "reply")
 
 
 def test_rerun_after_kill_does_not_duplicate_items(

@@ -142,3 +142,11 @@ def test_items_of_unknown_classes_come_back_as_json(endpoint: str) -> None:
     item = b'["nowhere.at.all:Thing",{"a":1}]'
     update_raw(ref, base_record("r", 0, 0, [item], end="reply"), expected_version=0)
     assert _read(endpoint) == ([{"a": 1}], "reply")
+
+
+def test_a_writer_for_an_existing_stream_only_writes_nothing_without_one(endpoint: str) -> None:
+    """A resumed turn that was never streamed (``if_exists``) creates no stream."""
+    writer = StreamWriter(endpoint, PREFIX, if_exists=True)
+    writer.emit(1)
+    assert writer.close("reply") is True
+    assert not follow_raw(ObjectRef(endpoint, segment_key(PREFIX, 0), 0)).found
