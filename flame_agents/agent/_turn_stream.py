@@ -15,6 +15,7 @@ from flame_agents._logging import get_logger
 from flame_agents.agent._envelope import ReplyEnvelope
 from flame_agents.agent._stream_format import FINAL, REPLY, scan_stream
 from flame_agents.agent._stream_reader import StreamReader
+from flame_agents.cache import delete_objects
 from flame_agents.errors import FlameAgentsError
 
 __all__ = ["TurnStream"]
@@ -116,8 +117,6 @@ def _discard_ended_run(endpoint: str, prefix: str) -> None:
     """Before re-sending a turn by a key given again: a stream its earlier run ended
     ``failed``/``cancelled`` describes a run that is over (the turn runs again, afresh), so
     it goes; a running turn's, a replied one's or an interrupted one's is read as it is."""
-    from flame_agents.cache import delete_objects
-
     try:
         scan = scan_stream(endpoint, prefix)
         if scan.found and scan.end in FINAL and scan.end != REPLY:

@@ -9,6 +9,7 @@ import pytest
 from cache_wire_helpers import OPAQUE, get, opaque, put, put_cmd, put_path, rows
 
 from flame_agents._wire.cache.aliases import FORMER_ENDPOINTS_ACTION, decode_former
+from flame_agents._wire.cache.follow import FOLLOW_ACTION
 from flame_agents._wire.cache.schemas import REPLY_SCHEMA
 from flame_agents.runtime.cache.server import CacheServer
 
@@ -214,9 +215,13 @@ def test_delete_action_key_session_and_wildcard(client: flight.FlightClient) -> 
 
 
 def test_unknown_action_and_list_actions(client: flight.FlightClient) -> None:
-    """DELETE and the former-endpoints query exist: list_actions says so and other actions are
-    INVALID_ARGUMENT."""
-    assert [a.type for a in client.list_actions()] == ["DELETE", FORMER_ENDPOINTS_ACTION]
+    """DELETE, the former-endpoints query and the follow read exist: list_actions says so and
+    other actions are INVALID_ARGUMENT."""
+    assert [a.type for a in client.list_actions()] == [
+        "DELETE",
+        FORMER_ENDPOINTS_ACTION,
+        FOLLOW_ACTION,
+    ]
     (body,) = client.do_action(flight.Action(FORMER_ENDPOINTS_ACTION, b""))
     assert decode_former(body.body.to_pybytes()) == ()  # a first run has no earlier endpoints
     with pytest.raises(pa.ArrowInvalid, match="unknown action"):
