@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -147,16 +148,27 @@ class Agent(Generic[C]):
         cls.reply_type = typing.cast(type[BaseModel], reply)
         cls.is_async = is_async
 
-    def handle(self, req: Any, ctx: C) -> Any:
-        """Answer one request; mutate ``ctx`` to change the session's state."""
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        # Declared as callables for type checkers: a subclass's handle takes (req, ctx) or
+        # (req, ctx, turn), and either must type-check as an override.
+        handle: Callable[..., Any]
+        on_session_start: Callable[..., Any]
+    else:
 
-    def on_session_start(self, ctx: C) -> Any:
-        """Called once per session before its first invocation; changes to ``ctx`` are kept.
+        def handle(self, req: Any, ctx: C) -> Any:
+            """Answer one request; mutate ``ctx`` to change the session's state.
 
-        May be ``async``. Runs effectively once: its commit is keyed like an invocation. It may
-        declare a ``turn`` parameter after ``ctx`` for durable steps (``turn.step``).
-        """
+            Declare a fourth parameter (``turn: Turn``, or ``AsyncTurn`` when async) for
+            durable steps, streamed items, interrupts and cancellation.
+            """
+            raise NotImplementedError
+
+        def on_session_start(self, ctx: C) -> Any:
+            """Called once per session before its first invocation; changes to ``ctx`` are kept.
+
+            May be ``async``. Runs effectively once: its commit is keyed like an invocation. It
+            may declare a ``turn`` parameter after ``ctx`` for durable steps (``turn.step``).
+            """
 
     def on_session_end(self, ctx: C) -> Any:
         """Called when an instance leaves the session (closed or released); may be ``async``.

@@ -39,7 +39,7 @@ class StreamContext(ContextModel):
 class StreamAgent(Agent[StreamContext]):
     """Emits ``req.n`` items (or returns them inline)."""
 
-    def handle(self, req: Produce, ctx: StreamContext, turn: Turn) -> Produced:  # type: ignore[override]
+    def handle(self, req: Produce, ctx: StreamContext, turn: Turn) -> Produced:
         """One turn."""
         items = (Item(i=i, text="token") for i in range(req.n))
         if req.inline:
