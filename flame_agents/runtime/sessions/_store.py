@@ -65,11 +65,8 @@ class Store:
     """The sqlite-backed state of one runtime home."""
 
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
-        """Open (or create) the database; ConfigError naming the file if it is damaged.
-
-        ``fsync``: ``synchronous=FULL`` (each commit flushed: survives power loss) instead of
-        ``NORMAL`` (survives a crash of the runtime process, not of the OS).
-        """
+        """Open (or create) the database at ``path``; see :class:`._database.Database` for
+        ``fsync`` and the errors."""
         self._database = Database(path, fsync=fsync)
         # Reads go straight to the connection; writes through the database's transactions.
         self._db = self._database.conn
