@@ -36,12 +36,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import grpc
 
 from flame_agents._wire import shim_pb2_grpc, types_pb2
 from flame_agents._wire.failures import MAX_FAILURE_CHARS, failure_message
@@ -52,7 +49,7 @@ from flame_agents._wire.limits import (
     reply_too_large,
 )
 from flame_agents._wire.proctitle import APP_ENV, SESSION_ENV, set_instance_title
-from flame_agents._wire.ready import notify_ready
+from flame_agents.runtime._builtin_service import serve_instance
 
 __all__ = [
     "INPUT_SCHEMA",
@@ -357,36 +354,18 @@ class ScriptServicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
 
 def main() -> int:
     """Serve on ``$FLAME_INSTANCE_ENDPOINT`` until SIGTERM; remove the socket on exit."""
-    path = os.environ.get("FLAME_INSTANCE_ENDPOINT")
-    if not path:
-        print("flmexec: FLAME_INSTANCE_ENDPOINT is not set", file=sys.stderr)
-        return 1
     limit = limit_from_env()
     servicer = ScriptServicer(max_message_bytes=limit)
-    # One worker: the runtime never invokes an instance concurrently.
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=1),
+    return serve_instance(
+        "flmexec",
+        servicer,
         options=[
             ("grpc.max_receive_message_length", instance_hop_bytes(limit)),
             ("grpc.max_send_message_length", instance_hop_bytes(limit)),
         ],
+        # A running script is killed first, so the server's grace is not spent waiting on it.
+        on_stop=servicer.runner.stop,
     )
-    shim_pb2_grpc.add_InstanceServicer_to_server(servicer, server)
-    with contextlib.suppress(FileNotFoundError):
-        Path(path).unlink()
-    server.add_insecure_port(f"unix:{path}")
-    server.start()
-    notify_ready()
-    set_instance_title()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait()
-    servicer.runner.stop()
-    server.stop(grace=1).wait()
-    with contextlib.suppress(FileNotFoundError):
-        Path(path).unlink()
-    return 0
 
 
 if __name__ == "__main__":

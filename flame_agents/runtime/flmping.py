@@ -6,20 +6,11 @@ Launched by the runtime as ``python -m flame_agents.runtime.flmping`` with
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import grpc
-
 from flame_agents._wire import shim_pb2_grpc, types_pb2
-from flame_agents._wire.proctitle import set_instance_title
-from flame_agents._wire.ready import notify_ready
+from flame_agents.runtime._builtin_service import serve_instance
 
 __all__ = ["PingServicer", "main"]
 
@@ -45,27 +36,7 @@ class PingServicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
 
 def main() -> int:
     """Serve on ``$FLAME_INSTANCE_ENDPOINT`` until SIGTERM; remove the socket on exit."""
-    path = os.environ.get("FLAME_INSTANCE_ENDPOINT")
-    if not path:
-        print("flmping: FLAME_INSTANCE_ENDPOINT is not set", file=sys.stderr)
-        return 1
-    # One worker: the runtime never invokes an instance concurrently.
-    server = grpc.server(ThreadPoolExecutor(max_workers=1))
-    shim_pb2_grpc.add_InstanceServicer_to_server(PingServicer(), server)
-    with contextlib.suppress(FileNotFoundError):
-        Path(path).unlink()
-    server.add_insecure_port(f"unix:{path}")
-    server.start()
-    notify_ready()
-    set_instance_title()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait()
-    server.stop(grace=1).wait()
-    with contextlib.suppress(FileNotFoundError):
-        Path(path).unlink()
-    return 0
+    return serve_instance("flmping", PingServicer())
 
 
 if __name__ == "__main__":

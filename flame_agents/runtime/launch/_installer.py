@@ -18,13 +18,10 @@ removes the application's older ones.
 
 **python**: a project with metadata (``pyproject.toml``, ``setup.py`` or ``setup.cfg``) is
 installed with its declared dependencies by pip into ``venv/``, a virtual environment of the
-runtime's interpreter that also sees every package the runtime's own interpreter sees (a
-``.pth`` file lists them; ``--system-site-packages`` would give the *base* interpreter's
-packages when the runtime itself runs in a virtual environment). So a dependency the runtime
-already has (cloudpickle, flamepy, numpy...) is not installed again, and installing needs no
-network when nothing is missing. The project is built without build isolation when its build
-requirements are installed, so that needs no network either. The instance gets
-``PYTHONPATH=<venv site-packages>:<src>:...``, ``PATH=<venv>/bin:...`` and
+runtime's interpreter that also sees every package the runtime's own interpreter sees
+(:mod:`._pip_install`). So a dependency the runtime already has (cloudpickle, flamepy,
+numpy...) is not installed again, and installing needs no network when nothing is missing. The
+instance gets ``PYTHONPATH=<venv site-packages>:<src>:...``, ``PATH=<venv>/bin:...`` and
 ``FLAME_PYTHON_VERSION``; a project without metadata just goes on ``PYTHONPATH``. Instances run
 the runtime's interpreter, so ``FLAME_PYTHON_VERSION`` in the spec must name its version.
 
@@ -41,16 +38,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib
-import importlib.metadata
-import importlib.util
 import json
 import os
-import re
 import shutil
-import signal
 import sys
-import sysconfig
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -61,6 +52,12 @@ from typing import TypeVar
 from flame_agents._logging import get_logger
 from flame_agents._wire.cache.aliases import retarget_url
 from flame_agents.runtime.launch._package_fetch import FetchError, fetch, unpack
+from flame_agents.runtime.launch._pip_install import (
+    PROJECT_METADATA,
+    StepError,
+    pip_install,
+    site_dirs,
+)
 
 __all__ = [
     "BIND_INSTALL_FAILED",
@@ -80,17 +77,7 @@ INSTALLERS = ("python", "binary")
 FETCH_TIMEOUT = 300.0
 """Seconds one network read of a package may stall (flamepy uploads with the same bound)."""
 
-STEP_TIMEOUT = 1800.0
-"""Seconds one installer step (venv, pip) may take: generous for large wheels, but a pip stuck
-on a dead index must not hold the application's install lock forever."""
-
 MARKER = "release.json"
-_METADATA = ("pyproject.toml", "setup.py", "setup.cfg")
-_DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")  # PEP 517's fallback, as pip's
-_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-_TAIL_LINES = 15
-_TAIL_CHARS = 2000
-"""The quote travels in events and gRPC error trailers, which are small: keep it bounded."""
 
 _T = TypeVar("_T")
 _log = get_logger(__name__)
@@ -223,8 +210,11 @@ async def _install(req: PackageRequest, release: Path, log_path: Path) -> tuple[
 
     root = await _off_loop(unpacked)
     venv = False
-    if req.installer == "python" and any((root / name).is_file() for name in _METADATA):
-        await _pip_install(req, root, release / "venv", log_path)
+    if req.installer == "python" and any((root / name).is_file() for name in PROJECT_METADATA):
+        try:
+            await pip_install(root, release / "venv", log_path)
+        except StepError as exc:
+            raise InstallError(f"{_failed(req)}: {exc}") from exc
         venv = True
 
     def finish() -> None:
@@ -258,126 +248,14 @@ def _project_root(src: Path) -> Path:
         len(entries) == 1
         and entries[0].is_dir()
         and not entries[0].is_symlink()
-        and not any((src / name).exists() for name in _METADATA)
+        and not any((src / name).exists() for name in PROJECT_METADATA)
     ):
         return entries[0]
     return src
 
 
-async def _pip_install(req: PackageRequest, root: Path, venv: Path, log_path: Path) -> None:
-    await _run(req, [sys.executable, "-m", "venv", "--without-pip", str(venv)], log_path)
-    python = str(venv / "bin" / "python")
-    # The runtime's own packages stay visible (and count as installed for pip).
-    shown = [p for p in sys.path[1:] if p and os.path.isdir(p)]
-    for site in _site_dirs(venv):
-        Path(site).mkdir(parents=True, exist_ok=True)
-        Path(site, "_flame_agents_runtime.pth").write_text("".join(f"{p}\n" for p in shown))
-    if importlib.util.find_spec("pip") is None:
-        await _run(req, [python, "-m", "ensurepip", "--default-pip"], log_path)
-    args = [python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check"]
-    if _build_requirements_installed(root):
-        args.append("--no-build-isolation")
-    args.append(str(root))
-    await _run(req, args, log_path, cwd=root)
-
-
-def _site_dirs(venv: Path) -> list[str]:
-    paths = sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})
-    return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
-
-
-def _build_requirements_installed(root: Path) -> bool:
-    """Whether every build requirement of the project is installed where the runtime runs (so
-    pip can build it without downloading a build environment)."""
-    requires: list[str] = list(_DEFAULT_BUILD_REQUIRES)
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            tomllib = importlib.import_module("tomllib")
-        except ImportError:  # Python 3.10: let pip build in isolation
-            return False
-        try:
-            build = tomllib.loads(pyproject.read_text()).get("build-system", {})
-        except (OSError, ValueError):
-            return False  # pip reports the malformed file
-        if "requires" in build:
-            requires = [str(r) for r in build["requires"]]
-    names = {m.group(1) for r in requires if (m := _NAME.match(r))}
-    installed = {name: _version(name) for name in names}
-    if "wheel" in names and installed["wheel"] is None:
-        # setuptools builds wheels itself since 70.1: "wheel" is listed only for older ones.
-        setuptools = _version("setuptools")
-        if setuptools is not None and setuptools >= (70, 1):
-            installed["wheel"] = setuptools
-    return all(v is not None for v in installed.values())
-
-
-def _version(dist: str) -> tuple[int, ...] | None:
-    try:
-        text = importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:2])
-
-
-async def _run(
-    req: PackageRequest, argv: list[str], log_path: Path, *, cwd: Path | None = None
-) -> None:
-    """Run one installer step, its output appended to the log; InstallError if it fails."""
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "ab") as log:
-        log.write(f"$ {' '.join(argv)}\n".encode())
-        log.flush()
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd) if cwd else None,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        code = await asyncio.wait_for(proc.wait(), STEP_TIMEOUT)
-    except BaseException as exc:  # cancelled (the launch is no longer wanted) or timed out
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await asyncio.shield(proc.wait())
-        if isinstance(exc, asyncio.TimeoutError):
-            raise InstallError(
-                f"{_failed(req)}: {_step(argv)} took longer than {STEP_TIMEOUT:g}s"
-                f"{output_tail(log_path)}"
-            ) from exc
-        raise
-    if code != 0:
-        raise InstallError(
-            f"{_failed(req)}: {_step(argv)} exited with code {code}{output_tail(log_path)}"
-        )
-
-
-def _step(argv: list[str]) -> str:
-    """``pip install`` for ``python -m pip install ...``."""
-    return " ".join(argv[2:4]) if argv[1:2] == ["-m"] else argv[0]
-
-
 def _failed(req: PackageRequest) -> str:
     return f"installing the package of application {req.app_name} ({req.url}) failed"
-
-
-def output_tail(path: Path, *, lines: int = _TAIL_LINES) -> str:
-    """``; last lines of the installer's output (<log>): ...`` for an install failure's text."""
-    try:
-        text = path.read_bytes()[-16384:].decode("utf-8", errors="replace")
-    except OSError:
-        return f"; see {path}"
-    text = "".join(c if c.isprintable() or c == "\n" else " " for c in text)
-    this = text.rpartition("\n== ")[2].partition("\n")[2]  # this install's lines only
-    tail = [ln.rstrip()[:300] for ln in this.splitlines() if ln.strip()][-lines:]
-    while len(tail) > 1 and sum(len(ln) + 5 for ln in tail) > _TAIL_CHARS:
-        tail.pop(0)
-    body = "".join(f"\n  | {ln}" for ln in tail)
-    return f"; last lines of the installer's output ({path}):{body}"
 
 
 def _check_python_version(req: PackageRequest) -> None:
@@ -410,7 +288,7 @@ def _environment(
     if release is None or root is None:
         return Installed(defaults=version)
     env_dir = release / "venv"
-    sites = tuple(_site_dirs(env_dir)) if venv else ()
+    sites = tuple(site_dirs(env_dir)) if venv else ()
     return Installed(
         prepend=(
             ("PYTHONPATH", (*sites, str(root))),

@@ -3,7 +3,8 @@
 * ``_frontend`` and ``_checks``: the gRPC ``flame.v1.Frontend`` servicer and its argument checks;
 * ``_board``: the TaskBoard, the one owner of session and task state (a store write, then its
   wake-up of watchers and the scheduler);
-* ``_store`` and ``_rows``: durable sqlite state (applications, sessions, tasks, events);
+* ``_store``, ``_database`` and ``_rows``: durable sqlite state (applications, sessions, tasks,
+  events): the reads and writes, the database's opening and transactions, the tables;
 * ``_scheduler``, ``_options`` and ``_resources``: how many instances each session gets, within
   the runtime's limits and the machine's capacity;
 * ``_worker``: one instance's life and its tasks' way through the board;

@@ -1,10 +1,8 @@
 """Durable store of the embedded runtime: applications, sessions, tasks and events in sqlite.
 
-One sqlite database (``<home>/flame.db``) in WAL mode. Every mutating method runs in one
-transaction and returns only after the commit, so the Frontend replies only for committed
-state. By default ``synchronous=NORMAL`` in WAL mode keeps commits durable across a crash of the
-runtime process; only an OS crash may lose the last transactions. With the runtime's ``--fsync``
-(``Store(fsync=True)``) every commit is flushed to disk first (``synchronous=FULL``).
+Every mutating method runs in one transaction and returns only after the commit, so the
+Frontend replies only for committed state; how the database is opened, checked, migrated and
+written (and how durable a commit is) is :mod:`._database`.
 
 The store is used from the runtime's event-loop thread only: each statement is a sub-millisecond
 local call, and one thread avoids any locking. It keeps nothing in memory: the one in-memory view
@@ -22,16 +20,13 @@ rows. Nothing else is written per task: the caller picks the next task id (see
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from flame_agents._wire import types_pb2
-from flame_agents.errors import ConfigError, InternalError, NotFoundError
+from flame_agents.errors import NotFoundError
+from flame_agents.runtime.sessions._database import Database, StoreWriteError
 from flame_agents.runtime.sessions._rows import (
     CREATED,
-    SCHEMA,
-    SCHEMA_VERSION,
     SESSION_EVENT_TASK_ID,
     STARTED,
     TASK_COLUMNS,
@@ -41,7 +36,6 @@ from flame_agents.runtime.sessions._rows import (
     TaskRow,
     app_row,
     event_line,
-    migrate_v1,
     now_ms,
     parse_events,
     session_row,
@@ -67,100 +61,21 @@ _PENDING, _RUNNING, _CANCELLED = (
 _SESSION_COLUMNS = "id, application, spec, state, creation_time, completion_time"
 
 
-class StoreWriteError(InternalError):
-    """A commit failed for lack of disk space (or an I/O error); nothing of it was applied."""
-
-
 class Store:
     """The sqlite-backed state of one runtime home."""
 
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
-        """Open (or create) the database; ConfigError naming the file if it is damaged.
-
-        ``fsync``: ``synchronous=FULL`` (each commit flushed: survives power loss) instead of
-        ``NORMAL`` (survives a crash of the runtime process, not of the OS).
-        """
-        self._path = path
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            self._db.execute("PRAGMA foreign_keys=OFF")
-            # A damaged file must stop the start-up, never be served (or silently recreated).
-            problems = [str(r[0]) for r in self._db.execute("PRAGMA quick_check").fetchall()]
-            if problems != ["ok"]:
-                raise sqlite3.DatabaseError("; ".join(problems[:3]))
-            self._open_schema()
-        except sqlite3.DatabaseError as exc:
-            self._db.close()
-            raise ConfigError(
-                f"runtime database {path} is damaged ({exc}). Restore it from a backup, or "
-                "move it (with its -wal and -shm files) away to start with an empty state",
-                path=str(path),
-            ) from exc
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _open_schema(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"runtime database {self._path} was written by a newer flame-agents (layout "
-                f"{version}, this one knows {SCHEMA_VERSION}); upgrade flame-agents, or use "
-                "another home",
-                path=str(self._path),
-            )
-        legacy = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-        ).fetchone()
-        if legacy is not None:
-            with self._tx() as db:
-                migrate_v1(db)
-        else:
-            self._db.executescript(SCHEMA)
-            if version != SCHEMA_VERSION:
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        """Open (or create) the database at ``path``; see :class:`._database.Database` for
+        ``fsync`` and the errors."""
+        self._database = Database(path, fsync=fsync)
+        # Reads go straight to the connection; writes through the database's transactions.
+        self._db = self._database.conn
+        self._tx = self._database.tx
+        self._write1 = self._database.write1
 
     def close(self) -> None:
         """Checkpoint and close the database."""
-        self._db.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                # sqlite may already have rolled back (SQLITE_FULL): never mask the cause.
-                with suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:
-            raise self._write_error(exc) from exc
-
-    def _write1(self, sql: str, args: tuple[object, ...]) -> None:
-        """Run one write statement as its own transaction (sqlite's autocommit).
-
-        A single statement is atomic by itself, and this connection is the only writer (the
-        home is locked), so this is ``_tx`` without the BEGIN and COMMIT round trips.
-        """
-        try:
-            self._db.execute(sql, args)
-        except sqlite3.OperationalError as exc:
-            raise self._write_error(exc) from exc
-
-    def _write_error(self, exc: sqlite3.OperationalError) -> Exception:
-        text = str(exc)
-        if "full" in text or "I/O" in text:
-            return StoreWriteError(
-                f"cannot write the runtime database {self._path}: {text}; free disk space "
-                "under the runtime home (nothing of this request was stored) and retry",
-                path=str(self._path),
-            )
-        return exc
+        self._database.close()
 
     # -- applications -----------------------------------------------------------------------
 
