@@ -116,10 +116,13 @@ def wait_or_cancel(
     task and return it as it ended, and on Ctrl-C ask for its cancel before re-raising."""
     try:
         return wait()
-    except InvocationTimeoutError:
+    except InvocationTimeoutError as timed_out:
         if not cancel_on_timeout:
             raise
-        done = cancel_tasks(conn, session_id, task_id, timeout=conn.rpc_timeout)
+        try:
+            done = cancel_tasks(conn, session_id, task_id, timeout=conn.rpc_timeout)
+        except FlameAgentsError as exc:  # a Flame cluster: the cancel is what failed
+            raise exc from timed_out
         if not done:  # the session was deleted under us
             raise
         return done[0]

@@ -8,6 +8,7 @@ on the default connection (``_api``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
@@ -288,9 +289,8 @@ class Session:
             task_id, wait = started.task.id, started.wait
         else:
             task_id = _tasks.create_task(conn, self.id, data).id
-
-            def wait() -> Task:
-                return _tasks.wait_task(conn, self.id, task_id, timeout=timeout)
+            # A partial, not a closure: no frame of its own in a Ctrl-C traceback.
+            wait = functools.partial(_tasks.wait_task, conn, self.id, task_id, timeout=timeout)
 
         done = _cancel.wait_or_cancel(
             conn, self.id, task_id, wait, cancel_on_timeout=cancel_on_timeout

@@ -9,9 +9,9 @@ Cancellation (our runtime's, see ``_wire.cancel``): an ``async`` entrypoint gets
 ``asyncio.CancelledError`` at its current ``await``; a synchronous one cannot be stopped safely
 at an arbitrary point, so it runs on, its next :meth:`FlameInstance.context` or
 :meth:`FlameInstance.update_context` raises ``Cancelled``, and whatever it returns is discarded:
-either way the task ends Cancelled. One that runs past the runtime's grace period has its
-instance stopped (the task ends Cancelled too). A context update that landed before the cancel
-stays.
+either way the task ends Cancelled (it may check :meth:`FlameInstance.cancelled` to stop
+early). One that runs past the runtime's grace period has its instance stopped (the task ends
+Cancelled too). A context update that landed before the cancel stays.
 """
 
 from __future__ import annotations
@@ -172,6 +172,17 @@ class FlameInstance:
         else:
             self._local_context = data
 
+    def cancelled(self) -> bool:
+        """Whether the running task was cancelled (a client's ``Session.cancel()``, a timeout
+        with ``cancel_on_timeout``, Ctrl-C).
+
+        A synchronous entrypoint cannot be interrupted: one that runs long may check this and
+        stop early (return or raise; either way the task ends Cancelled). Its next
+        :meth:`context` or :meth:`update_context` raises ``Cancelled`` anyway.
+        """
+        scope = self._scope
+        return scope is not None and scope.cancelled
+
     def run(self, *, debug_port: int | None = None) -> None:
         """Serve the entrypoint until SIGTERM or SIGINT.
 
@@ -306,8 +317,7 @@ class FlameInstance:
         return result
 
     def _raise_if_cancelled(self) -> None:
-        scope = self._scope
-        if scope is not None and scope.cancelled:
+        if self.cancelled():
             raise self._cancelled()
 
     def _cancelled(self) -> Cancelled:
