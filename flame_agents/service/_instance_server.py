@@ -84,7 +84,9 @@ class InstanceHandler(Protocol):
     """What a service must implement to be served by :class:`InstanceServer`.
 
     The server calls these methods one at a time. Raising from any of them reports a failure to
-    the launcher with the exception's text; it never crashes the server.
+    the launcher with the exception's text; it never crashes the server. A handler may also
+    have ``on_task_cancel(task_id)`` (optional, see :class:`CancellableHandler`), which is called
+    beside a running ``on_task_invoke``.
     """
 
     def on_session_enter(
