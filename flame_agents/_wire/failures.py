@@ -25,6 +25,9 @@ the error's fields, so they reach the client as they were set (:mod:`flame_agent
 
 :func:`parse_failure` reads it back and gives the message without it; a message without one
 (flamepy's services, plain exceptions) is read from its first line as before.
+
+A task that was cancelled is reported the same way, as a failure naming ``Cancelled`` (see
+``_wire.cancel``): :func:`is_cancellation` is how the runtime and the client recognize it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "RemoteFailure",
     "failure_message",
     "format_failure",
+    "is_cancellation",
     "parse_failure",
 ]
 
@@ -192,3 +196,9 @@ def _split_document(message: str) -> tuple[str, tuple[str, dict[str, Any]] | Non
     if not isinstance(type_name, str) or not _NAME.fullmatch(type_name):
         return message, None
     return body, (type_name, from_wire(fields) if isinstance(fields, dict) else {})
+
+
+def is_cancellation(message: str | None) -> bool:
+    """Whether a task's failure message reports that the task was cancelled (it names
+    ``errors.Cancelled``, in its error document or on its first line)."""
+    return bool(message) and parse_failure(message or "").type == errors.Cancelled.__name__

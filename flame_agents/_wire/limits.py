@@ -29,6 +29,7 @@ __all__ = [
     "instance_hop_bytes",
     "limit_from_env",
     "output_budget",
+    "refused_as_too_large",
     "reply_too_large",
 ]
 
@@ -45,6 +46,7 @@ _RESERVE = 4096
 """Bytes kept free in a task message for everything but the output (id, state, events)."""
 
 _GRPC_SIZE = re.compile(r"(Sent|Received) message larger than max \((\d+) vs\. (\d+)\)")
+_SIZES = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
 
 _HOW_TO_FIX = (
     "Send less (put large data in the object cache and pass its reference), or start the "
@@ -81,6 +83,21 @@ def reply_too_large(task_id: str, size: int, limit: int) -> str:
         f"may be at most {output_budget(limit)} bytes under the runtime's "
         f"{MAX_MESSAGE_OPTION}={limit}. The handler ran once and is not run again. " + _HOW_TO_FIX,
         fields={"size": size, "limit": limit},
+    )
+
+
+def refused_as_too_large(task_id: str, details: str, limit: int) -> str:
+    """The failure message of a task whose request or reply gRPC refused on the hop between the
+    runtime and its instance (RESOURCE_EXHAUSTED with ``details``)."""
+    size = _SIZES.search(details)
+    if size is not None and int(size.group(2)) == instance_hop_bytes(limit):
+        return reply_too_large(task_id, int(size.group(1)), limit)
+    return failure_message(
+        "LimitExceededError",
+        f"the service refused task {task_id} as too large ({details}): its own message "
+        f"limit is below the runtime's {MAX_MESSAGE_OPTION}={limit} (flamepy's server keeps "
+        "gRPC's 4 MiB), and the task is not retried. Send less (put large data in the object "
+        "cache and pass its reference), or raise the service's limit",
     )
 
 

@@ -300,6 +300,16 @@ def _cmd_close(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    with connection(args.endpoint) as conn:
+        tasks = conn.cancel_task(args.session, args.task)
+    if not tasks:
+        print(f"no task of {args.session} in flight")
+    for task in tasks:
+        print(f"task {task.id} {task.state.name}")
+    return 0
+
+
 def _add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
@@ -362,3 +372,13 @@ def add_parsers(verbs: Any) -> None:
     p = verbs.add_parser("close", help="close a session (its pending tasks are cancelled)")
     p.add_argument("-s", "--session", required=True, metavar="ID")
     p.set_defaults(func=_cmd_close)
+
+    p = verbs.add_parser(
+        "cancel",
+        help="cancel a task of a session, or every task of it in flight",
+        description="Cancel task TASK of session ID (without -t: each of its tasks that has not "
+        "ended) and print how each ended. Needs the flame-agents runtime.",
+    )
+    p.add_argument("-s", "--session", required=True, metavar="ID")
+    p.add_argument("-t", "--task", metavar="TASK", help="task id (default: every task in flight)")
+    p.set_defaults(func=_cmd_cancel)

@@ -9,6 +9,7 @@ object cache API of :mod:`flame_agents.cache` is re-exported for flamepy-style i
 from typing import TYPE_CHECKING, Any
 
 from flame_agents.core._api import (
+    cancel_task,
     close_session,
     create_session,
     get_application,
@@ -80,6 +81,7 @@ __all__ = [
     "Shim",
     "Task",
     "TaskState",
+    "cancel_task",
     "close_session",
     "connect",
     "create_session",

@@ -15,6 +15,7 @@ from flame_agents.core._connection import Connection, Session
 from flame_agents.core._default import default_connection
 
 __all__ = [
+    "cancel_task",
     "close_session",
     "create_session",
     "get_application",
@@ -73,6 +74,7 @@ open_session = _following_default(Connection.open_session)
 get_session = _on_default(Connection.get_session)
 list_sessions = _on_default(Connection.list_sessions)
 close_session = _on_default(Connection.close_session)
+cancel_task = _on_default(Connection.cancel_task)
 register_application = _on_default(Connection.register_application)
 update_application = _on_default(Connection.update_application)
 unregister_application = _on_default(Connection.unregister_application)

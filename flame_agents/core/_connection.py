@@ -8,6 +8,7 @@ on the default connection (``_api``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from types import TracebackType
@@ -15,7 +16,7 @@ from typing import Any
 
 from flame_agents._logging import get_logger
 from flame_agents.config import Endpoints
-from flame_agents.core import _applications, _executors, _fastpath, _sessions, _tasks
+from flame_agents.core import _applications, _cancel, _executors, _fastpath, _sessions, _tasks
 from flame_agents.core._executors import ExecutorInfo
 from flame_agents.core._transport import Transport
 from flame_agents.core._validate import check_bytes, check_session_id, check_task_id
@@ -125,6 +126,35 @@ class Connection(Transport):
         """Every task of a session."""
         return _tasks.list_tasks(self, check_session_id(session_id))
 
+    def cancel_task(
+        self,
+        session_id: str,
+        task_id: str | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> list[Task]:
+        """Cancel a task of a session, from any thread or process (our runtime only).
+
+        ``task_id`` None cancels each task of the session that has not ended (those in
+        flight). A Pending task ends CANCELLED at once; a Running one once its service stopped
+        it (an async entrypoint gets ``asyncio.CancelledError``), or once the runtime stopped
+        its instance after a grace period (``--cancel-grace``). Whoever waits for the task
+        (``invoke``, ``run``) then gets :class:`~flame_agents.errors.Cancelled`. A task that
+        ended first keeps its result; cancelling it changes nothing.
+
+        Returns the tasks concerned, in their terminal states when ``wait`` (waiting at most
+        ``timeout`` seconds), else as they were once the runtime recorded the request.
+
+        Raises:
+            NotFoundError: no such session or task.
+            InvalidStateError: the Frontend cannot cancel tasks (a Flame 0.6 cluster; the
+                error's ``grpc_code`` field is ``"UNIMPLEMENTED"``).
+        """
+        sid = check_session_id(session_id)
+        tid = None if task_id is None else check_task_id(task_id)
+        return _cancel.cancel_tasks(self, sid, tid, wait=wait, timeout=timeout)
+
     # -- applications --------------------------------------------------------------------------
 
     def register_application(
@@ -217,7 +247,7 @@ class Session:
 
         The task is created before this returns (so a closed session fails here); the Future
         resolves with the output bytes (or None), or fails with :class:`TaskFailedError` carrying
-        the service's error text.
+        the service's error text, or with :class:`Cancelled` when the task was cancelled.
         """
         data = check_bytes("task input", input)
         started = _fastpath.start_task(self.connection, self.id, data)
@@ -226,8 +256,19 @@ class Session:
         task = _tasks.create_task(self.connection, self.id, data)
         return self.connection.submit(lambda: self._result(task.id, None))
 
-    def invoke(self, input: bytes | None, *, timeout: float | None = None) -> bytes | None:
+    def invoke(
+        self,
+        input: bytes | None,
+        *,
+        timeout: float | None = None,
+        cancel_on_timeout: bool = False,
+    ) -> bytes | None:
         """Run a task and wait for its output.
+
+        ``cancel_on_timeout``: when ``timeout`` runs out, cancel the task (see
+        :meth:`Connection.cancel_task`) and raise :class:`Cancelled` once it ended (its result
+        or failure, if it finished first). Ctrl-C while waiting asks the runtime to cancel the
+        task before the KeyboardInterrupt goes on (our runtime; a Flame cluster cannot).
 
         Raises:
             TaskFailedError: the service failed the task (message = the service's error text,
@@ -235,18 +276,33 @@ class Session:
                 fields).
             LimitExceededError: the input or the reply is over the runtime's message limit
                 (``--max-message-bytes``); a reply over it was not retried.
-            InvalidStateError: the task was cancelled because the session closed.
-            InvocationTimeoutError: no result within ``timeout`` seconds (the task keeps
-                running).
+            Cancelled: the task was cancelled (by :meth:`cancel` from any thread or process,
+                ``cancel_on_timeout``, or because the session closed before it ran).
+            InvocationTimeoutError: no result within ``timeout`` seconds (without
+                ``cancel_on_timeout`` the task keeps running).
         """
         data = check_bytes("task input", input)
-        started = _fastpath.start_task(
-            self.connection, self.id, data, timeout=timeout, terminal_first=True
-        )
+        conn = self.connection
+        started = _fastpath.start_task(conn, self.id, data, timeout=timeout, terminal_first=True)
+        wait: Callable[[], Task]
         if started is not None:
-            return _tasks.result_of(started.wait())
-        task = _tasks.create_task(self.connection, self.id, data)
-        return self._result(task.id, timeout)
+            task_id, wait = started.task.id, started.wait
+        else:
+            task_id = _tasks.create_task(conn, self.id, data).id
+            # A partial, not a closure: no frame of its own in a Ctrl-C traceback.
+            wait = functools.partial(_tasks.wait_task, conn, self.id, task_id, timeout=timeout)
+
+        done = _cancel.wait_or_cancel(
+            conn, self.id, task_id, wait, cancel_on_timeout=cancel_on_timeout
+        )
+        return _tasks.result_of(done)
+
+    def cancel(
+        self, task_id: str | None = None, *, wait: bool = True, timeout: float | None = None
+    ) -> list[Task]:
+        """Cancel one task of the session, or (``None``) each task of it in flight; see
+        :meth:`Connection.cancel_task`. Callable from any thread while ``invoke`` waits."""
+        return self.connection.cancel_task(self.id, task_id, wait=wait, timeout=timeout)
 
     def _result(self, task_id: str, timeout: float | None) -> bytes | None:
         task = _tasks.wait_task(self.connection, self.id, task_id, timeout=timeout)

@@ -20,8 +20,9 @@ from flame_agents._logging import get_logger
 from flame_agents._wire import frontend_pb2, types_pb2
 from flame_agents._wire.convert import task_from_proto
 from flame_agents._wire.errors import rpc_status
-from flame_agents._wire.failures import parse_failure
+from flame_agents._wire.failures import is_cancellation, parse_failure
 from flame_agents.errors import (
+    Cancelled,
     FlameAgentsError,
     InstanceLostError,
     InvalidStateError,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from flame_agents.core._transport import Transport
 
 __all__ = [
+    "cancelled_error",
     "create_task",
     "failure_error",
     "get_task",
@@ -52,6 +54,8 @@ _BACKOFF_MAX = 1.0
 _pause = time.sleep
 """How the client waits between re-watches (a seam for tests that check the back-off)."""
 _FAILED_EVENT = int(TaskState.FAILED)
+_CANCELLED_EVENT = int(TaskState.CANCELLED)
+_CANCELLED_PREFIXES = ("Task was cancelled: ", f"{Cancelled.__name__}: ")
 
 
 def create_task(conn: Transport, session_id: str, input: bytes | None) -> Task:
@@ -162,12 +166,7 @@ def result_of(task: Task) -> bytes | None:
     if task.state == TaskState.FAILED:
         raise failure_error(task)
     if task.state == TaskState.CANCELLED:
-        raise InvalidStateError(
-            f"task {task.id} of session {task.session_id} was cancelled "
-            "(its session was closed before the task ran)",
-            task_id=task.id,
-            session_id=task.session_id,
-        )
+        raise cancelled_error(task)
     raise InvalidStateError(
         f"task {task.id} of session {task.session_id} is not finished ({task.state.name})",
         task_id=task.id,
@@ -185,7 +184,10 @@ def failure_error(task: Task) -> FlameAgentsError:
     is not run again, so no retry can help. A task the runtime gave up on because its instance
     kept dying (``--max-task-attempts``) raises :class:`InstanceLostError`, which is retryable.
     """
-    remote = parse_failure(task.error_message() or "task failed without an error message")
+    text = task.error_message() or "task failed without an error message"
+    if is_cancellation(text):  # a Flame cluster ends a cancelled task Failed with this text
+        return cancelled_error(task, text)
+    remote = parse_failure(text)
     message = remote.message
     fields = {
         "task_id": task.id,
@@ -199,6 +201,32 @@ def failure_error(task: Task) -> FlameAgentsError:
         # The runtime's own failure (no service frames): the task's instances kept dying.
         return InstanceLostError(message.partition(": ")[2], **fields)
     return TaskFailedError(message, remote_fields=remote.fields, **fields)
+
+
+def cancelled_error(task: Task, text: str | None = None) -> Cancelled:
+    """The error of a cancelled task (``session_id``, ``task_id`` and ``reason`` fields).
+
+    ``text``: the failure text that reports the cancel (a Flame cluster's Failed task); by
+    default the task's cancel event, if it has one.
+    """
+    if text is None:
+        text = next((e.message for e in reversed(task.events) if e.code == _CANCELLED_EVENT), "")
+    reason = _cancel_reason(text) if text else "its session was closed before the task ran"
+    return Cancelled(
+        f"task {task.id} of session {task.session_id} was cancelled: {reason}",
+        session_id=task.session_id,
+        task_id=task.id,
+        reason=reason,
+    )
+
+
+def _cancel_reason(text: str) -> str:
+    """The why of a cancel event or failure text, without its class prefix, frames or document."""
+    line = parse_failure(text).message.split("\n", 1)[0]
+    for prefix in _CANCELLED_PREFIXES:
+        if line.startswith(prefix):
+            return line[len(prefix) :]
+    return line
 
 
 def _remaining(deadline: float | None, timeout: float | None, **fields: Any) -> float | None:

@@ -2,9 +2,9 @@
 
 :class:`Transport` runs unary calls with the connection's deadline and maps their errors,
 tracks streaming calls so closing cancels them, and runs futures' waits on its pool. The
-operation modules (``_tasks``, ``_sessions``, ``_applications``, ``_executors``, ``_fastpath``)
-take a Transport; :class:`~flame_agents.core.Connection` adds them on top as methods, so the
-imports of ``core`` run one way: Transport, operations, Connection.
+operation modules (``_tasks``, ``_sessions``, ``_applications``, ``_executors``, ``_fastpath``,
+``_cancel``) take a Transport; :class:`~flame_agents.core.Connection` adds them on top as
+methods, so the imports of ``core`` run one way: Transport, operations, Connection.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 import grpc.experimental
 
-from flame_agents._wire import fastpath, frontend_pb2_grpc
+from flame_agents._wire import cancel, fastpath, frontend_pb2_grpc
 from flame_agents._wire.errors import map_rpc_error, rpc_status
 from flame_agents.config import DEFAULT_CACHE_ENDPOINT, auth_metadata, grpc_target
 from flame_agents.errors import ConfigError, InvalidStateError, RuntimeUnavailableError
@@ -141,6 +141,10 @@ class Transport:
         """Our RunTask fast path (see ``_wire.fastpath``); Flame itself does not serve it."""
         self.fast_path: bool | None = None
         """Whether the Frontend serves RunTask: None until the first call tells."""
+        self.cancel_task_rpc: Any = cancel.cancel_task_callable(channel)
+        """Our CancelTask (see ``_wire.cancel``); Flame itself does not serve it."""
+        self.cancel_supported: bool | None = None
+        """Whether the Frontend serves CancelTask: None until the first cancel tells."""
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="flame-agents-watch"
         )

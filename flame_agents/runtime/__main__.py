@@ -99,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default: no limit; the application label flame-agents.task-timeout=<s> overrides it)",
     )
     p.add_argument(
+        "--cancel-grace",
+        type=float,
+        default=10.0,
+        help="seconds an instance has to stop a cancelled task before the runtime stops the "
+        "instance (default 10)",
+    )
+    p.add_argument(
         "--fsync",
         action="store_true",
         help="flush every database commit and cache write to disk before acknowledging it, so "
@@ -228,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             task_timeout=(
                 args.task_timeout if args.task_timeout and args.task_timeout > 0 else None
             ),
+            cancel_grace=max(0.0, args.cancel_grace),
         ),
         token=token,
         insecure=args.insecure,

@@ -171,11 +171,19 @@ class ServiceProcess(Protocol):
     ) -> TaskOutcome:
         """Run one task; raises InstanceLost, MessageRejected or TaskTimeout."""
 
+    async def cancel(self, task_id: int) -> bool:
+        """Ask the service to stop task ``task_id``, which it runs now (our CancelTask, see
+        ``_wire.cancel``); True when it will end the task as cancelled, False when it cannot
+        (flamepy's services, a handler without ``on_task_cancel``, a broken channel)."""
+
     async def stop(self) -> None:
         """OnSessionLeave, then stop the process and clean up after it."""
 
     def terminate(self) -> None:
         """Signal the process to stop now."""
+
+    def kill(self) -> None:
+        """Kill the process (and its group) now, without a grace period."""
 
     def on_exit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (once) when the process exits."""

@@ -16,7 +16,7 @@ import grpc
 import grpc.aio
 
 from flame_agents._logging import get_logger
-from flame_agents._wire import fastpath, frontend_pb2_grpc
+from flame_agents._wire import cancel, fastpath, frontend_pb2_grpc
 from flame_agents._wire.cache.aliases import RefAliases
 from flame_agents.config import RuntimeInfo, runtime_info_path, write_runtime_info
 from flame_agents.errors import ConfigError
@@ -243,6 +243,7 @@ class Runtime:
         )
         frontend_pb2_grpc.add_FrontendServicer_to_server(servicer, server)
         fastpath.add_to_server(servicer.RunTask, server)
+        cancel.add_to_server(servicer.CancelTask, server)
         prestart.start()
         board.recover()
         scheduler.start()

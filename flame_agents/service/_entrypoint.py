@@ -11,11 +11,12 @@ import inspect
 import threading
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Entrypoint", "EventLoopThread", "check_entrypoint"]
+__all__ = ["CancelScope", "Entrypoint", "EventLoopThread", "check_entrypoint"]
 
 _ALLOWED = (
     "an entrypoint takes zero parameters or exactly one positional-or-keyword parameter "
@@ -98,6 +99,36 @@ def _input_type(func: Callable[..., Any], param: inspect.Parameter | None) -> An
     return hint if isinstance(hint, type) else None
 
 
+class CancelScope:
+    """Lets another thread cancel the call of one task: the coroutine :meth:`EventLoopThread.run`
+    runs in it gets ``asyncio.CancelledError`` (at once, or as it starts)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Cancel the scope (from any thread); idempotent."""
+        with self._lock:
+            self._cancelled = True
+            task, loop = self._task, self._loop
+        if task is not None and loop is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    def _enter(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> bool:
+        """Bind the running coroutine's task; True when the scope was cancelled already."""
+        with self._lock:
+            self._task, self._loop = task, loop
+            return self._cancelled
+
+
 class EventLoopThread:
     """One asyncio event loop, run forever on a daemon thread, for async entrypoints.
 
@@ -121,13 +152,23 @@ class EventLoopThread:
                 self._loop = loop
             return self._loop
 
-    def run(self, awaitable: Awaitable[Any]) -> Any:
-        """Run ``awaitable`` on the loop and block until it finishes; re-raise its exception."""
+    def run(self, awaitable: Awaitable[Any], *, scope: CancelScope | None = None) -> Any:
+        """Run ``awaitable`` on the loop and block until it finishes; re-raise its exception.
+
+        ``scope``: cancelling it cancels the coroutine (which then raises
+        ``asyncio.CancelledError`` here, once it has finished handling it).
+        """
         coro: Coroutine[Any, Any, Any] = (
             awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
         )
+        if scope is not None:
+            coro = _scoped(coro, scope)
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
-        return future.result()
+        try:
+            return future.result()
+        except futures.CancelledError as exc:
+            # The coroutine's task ended cancelled; say it as asyncio does.
+            raise asyncio.CancelledError(*exc.args) from None
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop and close the loop, waiting up to ``timeout`` s for its thread (idempotent)."""
@@ -151,3 +192,11 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+async def _scoped(coro: Coroutine[Any, Any, Any], scope: CancelScope) -> Any:
+    # Runs as the coroutine's own task, so cancelling this task cancels the user's coroutine.
+    if scope._enter(asyncio.get_running_loop(), asyncio.current_task()):
+        coro.close()
+        raise asyncio.CancelledError
+    return await coro

@@ -15,6 +15,11 @@ layer and test doubles share one implementation:
   its ``--max-message-bytes``) is not sent: the task fails with a message naming the option,
   and the instance keeps serving;
 * calls into the handler run strictly one at a time, whatever the gRPC thread pool does;
+* our ``/flame_agents.v1.Instance/CancelTask`` (``_wire.cancel``) is served outside that order,
+  while the task runs: it calls the handler's optional ``on_task_cancel`` (see
+  :class:`CancellableHandler`); a handler that ends a task by raising ``errors.Cancelled`` or
+  ``asyncio.CancelledError`` has it reported as cancelled (a failure naming ``Cancelled``, which
+  our runtime ends Cancelled and a Flame cluster ends Failed; our client raises ``Cancelled``);
 * ``OnSessionLeave`` always answers 0: Flame's executor manager retries a failed leave forever;
 * the socket is created private (0600), a stale one is replaced, and it is removed on exit.
 
@@ -24,12 +29,14 @@ to embed the server (tests, or a process with its own main loop).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import socket
 import stat
 import threading
+from collections import deque
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
@@ -39,6 +46,7 @@ import grpc
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import shim_pb2_grpc, types_pb2
+from flame_agents._wire.cancel import add_instance_cancel
 from flame_agents._wire.failures import MAX_FAILURE_CHARS, format_failure
 from flame_agents._wire.limits import (
     instance_hop_bytes,
@@ -48,10 +56,11 @@ from flame_agents._wire.limits import (
 )
 from flame_agents._wire.proctitle import set_instance_title
 from flame_agents._wire.ready import notify_ready
-from flame_agents.errors import ConfigError
+from flame_agents.errors import Cancelled, ConfigError
 
 __all__ = [
     "INSTANCE_ENDPOINT_ENV",
+    "CancellableHandler",
     "InstanceHandler",
     "InstanceServer",
     "instance_endpoint",
@@ -64,6 +73,9 @@ INSTANCE_ENDPOINT_ENV = "FLAME_INSTANCE_ENDPOINT"
 # AF_UNIX paths are limited to 108 bytes including the terminating NUL (Linux sun_path).
 _MAX_UNIX_PATH = 107
 
+_CANCELS_KEPT = 64
+"""Task ids whose cancel request is remembered (one that arrives before its task does)."""
+
 _log = get_logger(__name__)
 
 
@@ -72,7 +84,9 @@ class InstanceHandler(Protocol):
     """What a service must implement to be served by :class:`InstanceServer`.
 
     The server calls these methods one at a time. Raising from any of them reports a failure to
-    the launcher with the exception's text; it never crashes the server.
+    the launcher with the exception's text; it never crashes the server. A handler may also
+    have ``on_task_cancel(task_id)`` (optional, see :class:`CancellableHandler`), which is called
+    beside a running ``on_task_invoke``.
     """
 
     def on_session_enter(
@@ -87,6 +101,28 @@ class InstanceHandler(Protocol):
         """The instance is being unbound from its session; release per-session state."""
 
 
+@runtime_checkable
+class CancellableHandler(InstanceHandler, Protocol):
+    """An :class:`InstanceHandler` that can stop a running task: ``on_task_cancel`` is optional.
+
+    A handler without it cannot be asked: our runtime then stops the instance at once to cancel
+    a task it runs (as it does for flamepy's services).
+    """
+
+    def on_task_cancel(self, task_id: str) -> None:
+        """Ask the running task ``task_id`` to stop; return at once, without waiting for it.
+
+        Called on another thread while ``on_task_invoke`` for that task runs (possibly just as
+        it starts, before it reached user code: remember the request; or just as it ended:
+        ignore it then, task ids are never reused in a session). The task then ends
+        cancelled when ``on_task_invoke`` raises ``errors.Cancelled`` (or
+        ``asyncio.CancelledError``); if it returns or fails instead, the task ends as it says
+        (the cancel came too late). A task whose cancel arrives before its ``on_task_invoke``
+        began is answered cancelled without calling the handler. If the task has not ended
+        within the runtime's grace period (``--cancel-grace``), the instance is stopped.
+        """
+
+
 def instance_endpoint() -> str | None:
     """The socket path from ``FLAME_INSTANCE_ENDPOINT``, or ``None`` when not launched by Flame."""
     return os.environ.get(INSTANCE_ENDPOINT_ENV) or None
@@ -99,7 +135,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
-    """Translates the three Instance RPCs into handler calls, serialized by one lock."""
+    """Translates the three Instance RPCs into handler calls, serialized by one lock, and our
+    CancelTask into ``on_task_cancel`` calls beside them."""
 
     def __init__(self, handler: InstanceHandler, *, max_message_bytes: int) -> None:
         self._handler = handler
@@ -107,6 +144,12 @@ class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
         # Flame never overlaps calls to one instance, but a misbehaving or foreign launcher
         # could; the handler (and user entrypoints) are written for one call at a time.
         self._lock = threading.Lock()
+        # What CancelTask needs to know of the task in on_task_invoke (never the lock above:
+        # a cancel must get through while the task holds it).
+        self._state = threading.Lock()
+        self._running: str | None = None
+        self._cancels: deque[str] = deque(maxlen=_CANCELS_KEPT)
+        self._on_cancel = getattr(handler, "on_task_cancel", None)
 
     def busy(self) -> bool:
         """True while a handler call holds the lock."""
@@ -130,16 +173,32 @@ class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
 
     def OnTaskInvoke(self, request: Any, context: grpc.ServicerContext) -> Any:
         data = request.input if request.HasField("input") else None
-        log = _log.bind(session_id=request.session_id, task_id=request.task_id)
+        tid, sid = request.task_id, request.session_id
+        log = _log.bind(session_id=sid, task_id=tid)
         with self._lock:
-            try:
-                output = self._handler.on_task_invoke(request.task_id, request.session_id, data)
-            except BaseException as exc:  # becomes the task's failure text
-                log.warning("task failed", error=_error_text(exc), exc_info=exc)
-                message = format_failure(
-                    exc, max_chars=min(MAX_FAILURE_CHARS, output_budget(self._limit))
+            with self._state:
+                early = tid in self._cancels
+                self._running = None if early else tid
+            if early:  # its cancel overtook it: the handler never sees it
+                log.info("task cancelled before it started")
+                cancelled = Cancelled(
+                    "its cancel arrived before it started", session_id=sid, task_id=tid
                 )
-                return types_pb2.TaskResult(return_code=-1, message=message)
+                self._done(tid)
+                return self._failed(cancelled)
+            try:
+                output = self._handler.on_task_invoke(tid, sid, data)
+            except BaseException as exc:  # becomes the task's failure text
+                with self._state:
+                    requested = tid in self._cancels
+                failure = _as_cancelled(exc, sid, tid, requested=requested)
+                if failure is not None:
+                    log.info("task cancelled", reason=failure.message)
+                    return self._failed(failure)
+                log.warning("task failed", error=_error_text(exc), exc_info=exc)
+                return self._failed(exc)
+            finally:
+                self._done(tid)
         if output is None:
             return types_pb2.TaskResult(return_code=0)
         data = bytes(output)
@@ -151,6 +210,36 @@ class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
             return types_pb2.TaskResult(return_code=-1, message=message)
         return types_pb2.TaskResult(return_code=0, output=data)
 
+    def _done(self, tid: str) -> None:
+        with self._state:
+            self._running = None
+            with contextlib.suppress(ValueError):
+                self._cancels.remove(tid)  # answered: a late request for it is never needed
+
+    def _failed(self, exc: BaseException) -> Any:
+        message = format_failure(exc, max_chars=min(MAX_FAILURE_CHARS, output_budget(self._limit)))
+        return types_pb2.TaskResult(return_code=-1, message=message)
+
+    def CancelTask(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """Our extension: ask the handler to stop task ``request.task_id`` (not under the lock)."""
+        tid = request.task_id
+        if self._on_cancel is None:
+            return types_pb2.Result(
+                return_code=1,
+                message="the service's handler has no on_task_cancel: it cannot stop a task",
+            )
+        with self._state:
+            self._cancels.append(tid)
+            running = self._running == tid
+        if running:
+            try:
+                self._on_cancel(tid)
+            except BaseException as exc:  # the runtime stops the instance instead
+                _log.error("on_task_cancel failed", task_id=tid, exc_info=exc)
+                return types_pb2.Result(return_code=-1, message=_error_text(exc))
+        _log.debug("cancel requested", task_id=tid, running=running)
+        return types_pb2.Result(return_code=0)
+
     def OnSessionLeave(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self._lock:
             try:
@@ -158,6 +247,19 @@ class _Servicer(shim_pb2_grpc.InstanceServicer):  # type: ignore[misc]
             except BaseException as exc:  # a failed leave makes Flame's manager loop
                 _log.error("on_session_leave failed (reported as success)", exc_info=exc)
         return types_pb2.Result(return_code=0)
+
+
+def _as_cancelled(exc: BaseException, sid: str, tid: str, *, requested: bool) -> Cancelled | None:
+    """``exc`` as the report of a cancelled task, or None when it is a plain failure."""
+    if isinstance(exc, Cancelled):
+        return exc
+    if isinstance(exc, (asyncio.CancelledError, futures.CancelledError)):
+        why = "stopped by its service on request" if requested else "its handler was cancelled"
+        cancelled = Cancelled(why, session_id=sid, task_id=tid)
+        cancelled.__cause__ = exc
+        cancelled.__traceback__ = exc.__traceback__
+        return cancelled
+    return None
 
 
 def _prepare_socket_path(path: Path) -> None:
@@ -253,6 +355,7 @@ class InstanceServer:
         )
         self._servicer = _Servicer(self._handler, max_message_bytes=self._limit)
         shim_pb2_grpc.add_InstanceServicer_to_server(self._servicer, server)
+        add_instance_cancel(self._servicer.CancelTask, server)
         # The socket must never be reachable by other users, even briefly: create it under
         # a restrictive umask rather than chmod-ing it after bind.
         old_umask = os.umask(0o177)

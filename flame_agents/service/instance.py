@@ -4,21 +4,36 @@ Behaviour follows flamepy 0.6's ``flamepy.service.FlameInstance`` so services an
 either package interoperate (flame-wire §4.5, §8.5): task input and output are cloudpickle
 bytes; the session's ``common_data`` is a BSON ``ObjectRef`` to an object holding
 ``cloudpickle.dumps(context)``; :meth:`FlameInstance.update_context` replaces that object.
+
+Cancellation (our runtime's, see ``_wire.cancel``): an ``async`` entrypoint gets
+``asyncio.CancelledError`` at its current ``await``; a synchronous one cannot be stopped safely
+at an arbitrary point, so it runs on, its next :meth:`FlameInstance.context` or
+:meth:`FlameInstance.update_context` raises ``Cancelled``, and whatever it returns is discarded:
+either way the task ends Cancelled (it may check :meth:`FlameInstance.cancelled` to stop
+early). One that runs past the runtime's grace period has its instance stopped (the task ends
+Cancelled too). A context update that landed before the cancel stays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flame_agents._logging import follow_env_level, get_logger
-from flame_agents.errors import InvalidArgumentError
-from flame_agents.service._entrypoint import Entrypoint, EventLoopThread, check_entrypoint
+from flame_agents.errors import Cancelled, InvalidArgumentError
+from flame_agents.service._entrypoint import (
+    CancelScope,
+    Entrypoint,
+    EventLoopThread,
+    check_entrypoint,
+)
 from flame_agents.service._instance_server import instance_endpoint, serve
 
 __all__ = ["FlameInstance"]
@@ -69,6 +84,12 @@ class FlameInstance:
         self._read_ref: Any = None
         # Debug mode has no session and no cache: the context lives in this process.
         self._local_context: Any = None
+        # The running task and how to cancel it, set and read under _cancel_lock (on_task_cancel
+        # comes from another thread); a cancel that comes just before its task is remembered.
+        self._cancel_lock = threading.Lock()
+        self._task_id: str | None = None
+        self._scope: CancelScope | None = None
+        self._cancel_early: str | None = None
 
     # -- user API ------------------------------------------------------------------------------
 
@@ -93,7 +114,9 @@ class FlameInstance:
 
         The version read is remembered for this task: a later :meth:`update_context` in the
         same task commits only if nobody changed the context since (see :meth:`update_context`).
+        In a task that was cancelled it raises ``Cancelled`` instead.
         """
+        self._raise_if_cancelled()
         if self._ref is not None:
             from flame_agents.cache import get_object_versioned
 
@@ -121,7 +144,10 @@ class FlameInstance:
         as the session's ``common_data`` cannot change, clients (``Session.context()``) and
         other instances of the session do not see it. Create the session with ``ctx=`` (even
         ``ctx={}``) to share the context.
+
+        In a task that was cancelled it raises ``Cancelled`` and changes nothing.
         """
+        self._raise_if_cancelled()
         import cloudpickle
 
         payload = cloudpickle.dumps(data)
@@ -145,6 +171,17 @@ class FlameInstance:
             self._ref = put_object(f"{self._app}/{self._session_id}", payload)
         else:
             self._local_context = data
+
+    def cancelled(self) -> bool:
+        """Whether the running task was cancelled (a client's ``Session.cancel()``, a timeout
+        with ``cancel_on_timeout``, Ctrl-C).
+
+        A synchronous entrypoint cannot be interrupted: one that runs long may check this and
+        stop early (return or raise; either way the task ends Cancelled). Its next
+        :meth:`context` or :meth:`update_context` raises ``Cancelled`` anyway.
+        """
+        scope = self._scope
+        return scope is not None and scope.cancelled
 
     def run(self, *, debug_port: int | None = None) -> None:
         """Serve the entrypoint until SIGTERM or SIGINT.
@@ -196,12 +233,40 @@ class FlameInstance:
                 ) from exc
 
     def on_task_invoke(self, task_id: str, session_id: str, input: bytes | None) -> bytes | None:
-        """Run the entrypoint on one cloudpickled request; return the cloudpickled reply."""
+        """Run the entrypoint on one cloudpickled request; return the cloudpickled reply.
+
+        Raises ``Cancelled`` when the task was cancelled meanwhile (:meth:`on_task_cancel`).
+        """
         import cloudpickle  # on first use: imported once, then a dict lookup
 
-        value = cloudpickle.loads(input) if input is not None else None
-        result = self._call_until_committed(value)
+        scope = CancelScope()
+        with self._cancel_lock:
+            self._task_id, self._scope = task_id, scope
+            if self._cancel_early == task_id:
+                scope.cancel()
+            self._cancel_early = None
+        try:
+            value = cloudpickle.loads(input) if input is not None else None
+            result = self._call_until_committed(value)
+            self._raise_if_cancelled()  # a synchronous entrypoint ran on: its result is void
+        finally:
+            with self._cancel_lock:
+                self._task_id = self._scope = None
         return None if result is None else bytes(cloudpickle.dumps(result))
+
+    def on_task_cancel(self, task_id: str) -> None:
+        """Cancel the running task ``task_id`` (called from another thread; returns at once).
+
+        An async entrypoint gets ``asyncio.CancelledError`` at its current ``await``; a
+        synchronous one runs on until its next context call or its return (see the module
+        docstring). The task then ends Cancelled.
+        """
+        with self._cancel_lock:
+            if self._task_id == task_id and self._scope is not None:
+                self._scope.cancel()
+            elif self._task_id is None:
+                self._cancel_early = task_id  # its on_task_invoke is about to begin
+        _log.info("task cancel requested", task_id=task_id)
 
     def on_session_leave(self) -> None:
         """Unbind from the session and forget its context reference."""
@@ -238,11 +303,27 @@ class FlameInstance:
         entry = self._entry
         if entry is None:
             raise TypeError("no entrypoint registered: decorate a function with @ins.entrypoint")
+        self._raise_if_cancelled()
         args = (value,) if entry.takes_input else ()
         result = entry.func(*args)
         if entry.is_async or _is_awaitable(result):
-            result = self._loop.run(result)
+            scope = self._scope
+            try:
+                result = self._loop.run(result, scope=scope)
+            except asyncio.CancelledError as exc:
+                if scope is not None and scope.cancelled:
+                    raise self._cancelled() from exc
+                raise
         return result
+
+    def _raise_if_cancelled(self) -> None:
+        if self.cancelled():
+            raise self._cancelled()
+
+    def _cancelled(self) -> Cancelled:
+        return Cancelled(
+            "the entrypoint was cancelled", session_id=self._session_id, task_id=self._task_id
+        )
 
 
 class _ContextMoved(BaseException):

@@ -108,15 +108,37 @@ class Session:
                 raise NotFoundError(_unknown_app_message(name), application=name) from exc
             raise
 
-    def invoke(self, req: Any, *, timeout: float | None = None) -> Any:
+    def invoke(
+        self, req: Any, *, timeout: float | None = None, cancel_on_timeout: bool = False
+    ) -> Any:
         """Run the service's entrypoint on ``req`` and return its reply.
 
         Raises ``TaskFailedError`` with the service's error text when the entrypoint raised
-        (the session stays usable), and ``InvocationTimeoutError`` after ``timeout`` seconds.
+        (the session stays usable), ``InvocationTimeoutError`` after ``timeout`` seconds (the
+        task runs on), or, with ``cancel_on_timeout=True``, ``Cancelled`` once the task was
+        cancelled when the timeout ran out. ``Cancelled`` too when :meth:`cancel` stopped it.
+        Ctrl-C while it waits cancels the task before the ``KeyboardInterrupt`` goes on.
         """
         session = self._open_session()
-        output = session.invoke(cloudpickle.dumps(req), timeout=timeout)
+        output = session.invoke(
+            cloudpickle.dumps(req), timeout=timeout, cancel_on_timeout=cancel_on_timeout
+        )
         return None if output is None else cloudpickle.loads(output)
+
+    def cancel(self, task: str | int | core.Task | None = None) -> None:
+        """Cancel a task of this session and wait until it has ended; ``None`` (the default)
+        cancels every task of it in flight, such as an ``invoke`` running on another thread.
+
+        ``task``: a task id, or a ``core.Task``. The ``invoke`` waiting for a cancelled task
+        raises ``Cancelled``; an ``async`` entrypoint gets ``asyncio.CancelledError`` (a
+        synchronous one is stopped at its next ``context()``/``update_context()`` call, or by
+        the runtime after its grace period). The session serves the next ``invoke`` as usual.
+        Works from any thread, and from another process with ``Session(session_id=...)``.
+        Needs the flame-agents runtime: a Flame cluster cannot cancel a task
+        (``InvalidStateError``).
+        """
+        task_id = task.id if isinstance(task, core.Task) else task
+        self._open_session().cancel(None if task_id is None else str(task_id))
 
     def context(self) -> Any:
         """The session's current shared context (``None`` if it was created without one)."""

@@ -168,6 +168,15 @@ def test_list_executors(runtime: LocalRuntime, cli: Cli) -> None:
         assert serving[0]["id"] in table and session.id in table
 
 
+def test_cancel_tasks_of_a_session(runtime: LocalRuntime, cli: Cli) -> None:
+    """cancel -s says when nothing is in flight, cancel -s -t prints how the task ended."""
+    with core.create_session("flmping") as session:
+        session.invoke(b"ping")
+        assert cli("cancel", "-s", session.id).out == f"no task of {session.id} in flight\n"
+        assert cli("cancel", "-s", session.id, "-t", "1").out == "task 1 SUCCEED\n"
+        assert "not found" in _one_error_line(cli("cancel", "-s", session.id, "-t", "5"))
+
+
 def test_unknown_session_and_task_are_one_clear_line(runtime: LocalRuntime, cli: Cli) -> None:
     """Missing sessions and tasks are reported on one line with exit code 1."""
     assert "no-such-session" in _one_error_line(cli("view", "-s", "no-such-session"))
@@ -202,5 +211,6 @@ def test_help_exits_0(cli: Cli) -> None:
     """--help prints the verbs and exits 0."""
     result = cli("--help")
     assert result.code == 0
-    for verb in ("up", "down", "status", "register", "list", "view", "create", "close", "demo"):
+    verbs = ("up", "down", "status", "register", "list", "view", "create", "close", "cancel")
+    for verb in (*verbs, "demo"):
         assert verb in result.out

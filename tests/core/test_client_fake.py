@@ -12,6 +12,7 @@ from fake_frontend import FakeEnv
 from flame_agents.core import Connection, _tasks
 from flame_agents.errors import (
     AlreadyExistsError,
+    Cancelled,
     InvalidArgumentError,
     InvalidStateError,
     InvocationTimeoutError,
@@ -124,13 +125,15 @@ def test_invoke_times_out(env: FakeEnv) -> None:
     assert info.value.task_id == "1"
 
 
-def test_cancelled_task_raises_invalid_state(env: FakeEnv) -> None:
-    """A task cancelled by closing its session resolves its future with InvalidStateError."""
+def test_cancelled_task_raises_cancelled(env: FakeEnv) -> None:
+    """A task cancelled by closing its session resolves its future with Cancelled, whose
+    reason says so."""
     ssn = env.conn.create_session("echo")
     future = ssn.run(b"hang")
     ssn.close()
-    with pytest.raises(InvalidStateError, match="cancelled"):
+    with pytest.raises(Cancelled, match="its session was closed") as info:
         future.result(timeout=10)
+    assert (info.value.session_id, info.value.task_id) == (ssn.id, "1")
 
 
 def test_run_futures_resolve_in_parallel(env: FakeEnv) -> None:

@@ -9,6 +9,7 @@ EXPECTED = {
     "Connection",
     "MAX_MESSAGE_BYTES",
     "Session",
+    "cancel_task",
     "close_session",
     "connect",
     "create_session",

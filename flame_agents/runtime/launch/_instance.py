@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import signal
 import time
@@ -37,16 +36,14 @@ import grpc.aio
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import shim_pb2, shim_pb2_grpc, types_pb2
+from flame_agents._wire.cancel import instance_cancel_callable
 from flame_agents._wire.errors import rpc_status
-from flame_agents._wire.failures import failure_message
 from flame_agents._wire.limits import (
-    MAX_MESSAGE_ENV,
-    MAX_MESSAGE_OPTION,
     instance_hop_bytes,
     output_budget,
+    refused_as_too_large,
     reply_too_large,
 )
-from flame_agents._wire.proctitle import APP_ENV, SESSION_ENV
 from flame_agents._wire.ready import READY_BYTE, READY_FD_ENV
 from flame_agents.runtime._launch import (
     BIND_ENTER_FAILED,
@@ -62,6 +59,7 @@ from flame_agents.runtime._launch import (
     stderr_tail_text,
     working_directory_error,
 )
+from flame_agents.runtime.launch._environment import instance_environment
 from flame_agents.runtime.launch._installer import (
     BIND_INSTALL_FAILED,
     Installed,
@@ -74,7 +72,8 @@ from flame_agents.runtime.launch._spawn import PipeReader, launch_argv, resolve_
 
 __all__ = ["InstanceProcess"]
 
-_GRPC_SIZES = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
+_CANCEL_RPC_TIMEOUT = 5.0
+"""Seconds the instance has to accept a cancel request (it only records it and returns)."""
 _log = get_logger(__name__)
 
 
@@ -118,36 +117,13 @@ class InstanceProcess:
     # -- launch -----------------------------------------------------------------------------
 
     def _environment(self, cwd: Path) -> dict[str, str]:
-        spec = self.spec
-        base = dict(os.environ)
-        base.update(spec.credentials.environment())
-        env = dict(base)
-        app_env = {e.name: expand_vars(e.value, base) for e in spec.app.environments}
-        env.update(app_env)
-        env["FLAME_LOG"] = base.get("FLAME_LOG", "info")
-        env["FLAME_INSTANCE_ENDPOINT"] = str(self.socket_path)
-        env["FLAME_ENDPOINT"] = spec.frontend_endpoint
-        env[MAX_MESSAGE_ENV] = str(spec.max_message_bytes)
-        # Our services put them in their process title (ps shows what each instance serves).
-        env[APP_ENV] = spec.app_name
-        env[SESSION_ENV] = spec.session_id
-        if spec.cache_endpoint:
-            env["FLAME_CACHE_ENDPOINT"] = spec.cache_endpoint
-        if "HOME" not in app_env:
-            env["HOME"] = base.get("HOME", str(cwd))
-        if self._package is not None:
-            self._package.apply(env)
-        if spec.visible_gpus is not None:
-            # The runtime's accounting decides which GPUs an instance uses, over any app setting.
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.visible_gpus)
-        # Temp files go to our own per-instance folder (removed at teardown), never into the
-        # application's working_directory.
-        tmp = self._scratch / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        for name in ("TMPDIR", "TEMP", "TMP"):
-            if name not in app_env:
-                env[name] = str(tmp)
-        return env
+        return instance_environment(
+            self.spec,
+            cwd=cwd,
+            socket_path=self.socket_path,
+            scratch=self._scratch,
+            package=self._package,
+        )
 
     async def prepare(self) -> None:
         """Install the application's package if its spec names an ``installer`` (once per
@@ -472,18 +448,26 @@ class InstanceProcess:
 
     def _rejected(self, task_id: int, details: str) -> str:
         """The failure text of a task whose request or reply gRPC refused as too large."""
-        limit = self.spec.max_message_bytes
         self._log.warning("instance message over a size limit", task_id=task_id, details=details)
-        size = _GRPC_SIZES.search(details)
-        if size is not None and int(size.group(2)) == instance_hop_bytes(limit):
-            return reply_too_large(str(task_id), int(size.group(1)), limit)
-        return failure_message(
-            "LimitExceededError",
-            f"the service refused task {task_id} as too large ({details}): its own message "
-            f"limit is below the runtime's {MAX_MESSAGE_OPTION}={limit} (flamepy's server keeps "
-            "gRPC's 4 MiB), and the task is not retried. Send less (put large data in the object "
-            "cache and pass its reference), or raise the service's limit",
-        )
+        return refused_as_too_large(str(task_id), details, self.spec.max_message_bytes)
+
+    async def cancel(self, task_id: int) -> bool:
+        """Ask the service to stop task ``task_id`` (our instance CancelTask); True when it
+        will answer the task as cancelled, False when it cannot (see ``_wire.cancel``)."""
+        if self._channel is None or self.exited:
+            return False
+        req = shim_pb2.TaskContext(task_id=str(task_id), session_id=self.spec.session_id)
+        try:
+            result = await instance_cancel_callable(self._channel)(req, timeout=_CANCEL_RPC_TIMEOUT)
+        except grpc.RpcError as exc:
+            # UNIMPLEMENTED: a service of flamepy's, which cannot stop a task.
+            reason = rpc_status(exc)[1]
+        else:
+            if result.return_code == 0:
+                return True
+            reason = result.message if result.HasField("message") else str(result.return_code)
+        self._log.info("service cannot cancel its task", task_id=task_id, reason=reason)
+        return False
 
     async def stop(self) -> None:
         """OnSessionLeave (if entered and alive), then SIGTERM/SIGKILL the group, reap, clean."""
@@ -524,6 +508,10 @@ class InstanceProcess:
     def terminate(self) -> None:
         """SIGTERM the process group now (runtime shutdown while a task runs)."""
         self._signal_group(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL the process group now (a cancelled task past its grace period)."""
+        self._signal_group(signal.SIGKILL)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         if self._proc is None:

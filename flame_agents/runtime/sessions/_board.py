@@ -21,6 +21,10 @@ Transitions::
     finish_task     Running  -> Succeed / Failed / Cancelled
     requeue_task    Running  -> Pending    instance lost (or runtime restarted: recover)
     close_session   Pending  -> Cancelled, and the session Open -> Closed
+    cancel_tasks    Pending  -> Cancelled  Frontend (CancelTask); a Running task is marked as
+                                           asked to stop and the listener told, and it ends in
+                                           finish_task (Cancelled once its instance says so or
+                                           is stopped)
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ import asyncio
 import heapq
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import replace
 
 from flame_agents._wire import types_pb2
 from flame_agents.runtime.sessions._rows import CREATED, EventRow, SessionRow, TaskRow
 from flame_agents.runtime.sessions._store import Store
+from flame_agents.runtime.sessions._views import BoardListener, SessionView
 from flame_agents.types import SessionState, TaskState
 
 __all__ = [
@@ -58,51 +62,6 @@ RECENT_PAYLOAD_MAX = 64 * 1024
 """Tasks with a larger input or output are read back from the database instead."""
 
 _RESTARTED = "Task returned to <Pending>: the runtime restarted"
-
-
-class BoardListener(Protocol):
-    """Who is woken when there is work (the scheduler)."""
-
-    def session_opened(self, view: SessionView) -> None:
-        """A session is open (at its creation, or found open at start-up)."""
-
-    def tasks_pending(self, view: SessionView) -> None:
-        """The session has a new Pending task (created, or put back after a loss)."""
-
-    def session_closed(self, view: SessionView) -> None:
-        """The session closed: it gets no more tasks; running ones still finish."""
-
-
-@dataclass(eq=False)
-class SessionView:
-    """What the board knows of one session; read it, never change it outside the board."""
-
-    row: SessionRow
-    pending: list[int] = field(default_factory=list)
-    """Ids of its Pending tasks, a heap (the lowest id is dispatched first)."""
-    running: set[int] = field(default_factory=set)
-    """Ids of its Running tasks."""
-    paused: str | None = None
-    """Why it starts no instances (bind failures, a resreq larger than the machine), or None."""
-    next_id: int | None = None
-    """The id of its next task (None until its first task here)."""
-    counts: dict[TaskState, int] | None = None
-    """Tasks by state (None until first asked for)."""
-
-    @property
-    def id(self) -> str:
-        return self.row.id
-
-    @property
-    def closed(self) -> bool:
-        return self.row.state == SessionState.CLOSED
-
-    def _move(self, old: TaskState | None, new: TaskState, n: int = 1) -> None:
-        if self.counts is None:
-            return
-        if old is not None:
-            self.counts[old] = self.counts.get(old, 0) - n
-        self.counts[new] = self.counts.get(new, 0) + n
 
 
 class TaskBoard:
@@ -177,6 +136,11 @@ class TaskBoard:
         """Why session ``sid`` starts no instances, or None if it does."""
         view = self._views.get(sid)
         return None if view is None else view.paused
+
+    def cancel_requested(self, sid: str, tid: int) -> bool:
+        """Whether Running task ``tid`` of ``sid`` was asked to stop."""
+        view = self._views.get(sid)
+        return view is not None and tid in view.cancelling
 
     def watch(self, sid: str, tid: int) -> asyncio.Event:
         """An event set at the next change of task ``tid`` (get it *before* reading the task:
@@ -319,6 +283,7 @@ class TaskBoard:
         )
         if (view := self._views.get(sid)) is not None:
             view.running.discard(tid)
+            view.cancelling.discard(tid)
             view._move(old, state)
         if output is not None and len(output) > RECENT_PAYLOAD_MAX:
             self._forget(sid, tid)
@@ -334,6 +299,52 @@ class TaskBoard:
         )
         self._wake(sid, [tid])
 
+    def cancel_tasks(self, sid: str, tid: int | None, *, message: str) -> list[TaskRow]:
+        """Cancel task ``tid`` of ``sid`` (None: each task of it that has not ended); returns
+        the tasks concerned as they are afterwards (an unknown ``tid``: none).
+
+        Pending -> Cancelled at once, with the event ``message`` (one write for them all, then
+        their wake-up). A Running task is marked as asked to stop and the listener told; it
+        ends in :meth:`finish_task`. A task that has ended is left as it is.
+        """
+        view = self._view(sid)
+        if tid is None:
+            if view is not None:
+                pending, running = sorted(view.pending), sorted(view.running)
+            else:  # closed before this run: nothing of it runs
+                pending, running = self._store.task_ids(sid, TaskState.PENDING), []
+            tids = sorted(pending + running)
+        else:
+            row = self.get_task(sid, tid)
+            if row is None:
+                return []
+            tids = [tid]
+            pending = tids if row.state == TaskState.PENDING else []
+            running = tids if row.state == TaskState.RUNNING else []
+        if pending:
+            event = self._store.cancel_tasks(sid, pending, message=message)
+            if view is not None:
+                gone = set(pending)
+                view.pending = [t for t in view.pending if t not in gone]
+                heapq.heapify(view.pending)
+                view._move(TaskState.PENDING, TaskState.CANCELLED, len(pending))
+            when = event.creation_time
+            for t in pending:
+                self._changed(
+                    sid,
+                    t,
+                    [event],
+                    lambda r: replace(r, state=TaskState.CANCELLED, completion_time=when),
+                )
+            self._wake(sid, pending)
+        if view is not None:
+            for t in running:
+                if t in view.running and t not in view.cancelling:
+                    view.cancelling.add(t)
+                    if self._listener is not None:
+                        self._listener.cancel_running(view, t)
+        return [row for t in tids if (row := self.get_task(sid, t)) is not None]
+
     def requeue_task(self, sid: str, tid: int, *, message: str, lost: bool) -> None:
         """Running -> Pending (its instance was lost, or the runtime is stopping)."""
         old = self._state_before(sid, tid)
@@ -341,6 +352,7 @@ class TaskBoard:
         view = self._views.get(sid)
         if view is not None:
             view.running.discard(tid)
+            view.cancelling.discard(tid)
             view._move(old, TaskState.PENDING)
         self._changed(
             sid,

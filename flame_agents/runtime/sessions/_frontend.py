@@ -12,13 +12,12 @@ sessions and to create tasks, and reads them through it; applications it reads a
 the store. WatchTask sends the task on every state change and always ends with a terminal task
 (at once when it already is terminal); each message carries the task's events, so a failed task
 shows the service's error text (event code 3). CloseSession waits for running tasks (see
-:meth:`Scheduler.drain`).
+:meth:`Scheduler.drain`). Our RunTask and CancelTask (``_wire.fastpath``, ``_wire.cancel``) are
+served next to them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 
@@ -29,6 +28,7 @@ from flame_agents._wire import closing, fastpath, frontend_pb2, frontend_pb2_grp
 from flame_agents._wire.cache.aliases import RefAliases
 from flame_agents.runtime.sessions import _protos
 from flame_agents.runtime.sessions._board import TaskBoard
+from flame_agents.runtime.sessions._cancel import CANCELLED_PENDING
 from flame_agents.runtime.sessions._checks import (
     DEFAULT_MAX_ID_BYTES,
     Ctx,
@@ -47,6 +47,7 @@ from flame_agents.runtime.sessions._resources import resolved_spec
 from flame_agents.runtime.sessions._rows import SessionRow, TaskRow
 from flame_agents.runtime.sessions._scheduler import Scheduler
 from flame_agents.runtime.sessions._store import Store
+from flame_agents.runtime.sessions._waits import read_and_listen, until_terminal
 from flame_agents.types import SessionState, TaskState
 
 __all__ = ["DEFAULT_MAX_ID_BYTES", "FrontendServicer", "session_id_error"]
@@ -335,55 +336,28 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
             wait = fastpath.TERMINAL_FIRST_WAIT
             if remaining is not None:
                 wait = min(wait, remaining / 2)  # leave the caller time to learn the task id
-            row = await self._until_terminal(row, context, timeout=wait)
+            row = await until_terminal(self._board, row, context, timeout=wait)
         if not row.state.is_terminal:
             yield _protos.task(row, [], with_input=False)
-            row = await self._until_terminal(row, context)
+            row = await until_terminal(self._board, row, context)
         events = self._board.task_events(sid, tid) if row.state != TaskState.SUCCEED else []
         yield _protos.task(row, events, with_input=False)
 
-    async def _until_terminal(
-        self, row: TaskRow, context: Ctx, *, timeout: float | None = None
-    ) -> TaskRow:
-        """The task once terminal, or as it is after ``timeout`` seconds."""
-        sid, tid = row.session_id, row.id
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            row, changed = await self._read_and_listen(sid, tid, context)
-            if row.state.is_terminal:
-                return row
-            if row.state == TaskState.PENDING and (paused := self._board.paused_reason(sid)):
-                # Flame keeps the task Pending; our caller is told at once instead of waiting.
-                await abort(
-                    context,
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"task {tid} stays Pending: its session {show(sid)} starts no instances. "
-                    f"{paused}",
-                )
-            if deadline is None:
-                await changed.wait()
-                continue
-            left = deadline - loop.time()
-            if left <= 0:
-                return row
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
-
-    async def _read_and_listen(
-        self, sid: str, tid: int, context: Ctx
-    ) -> tuple[TaskRow, asyncio.Event]:
-        """The task as stored now, and an event set at its next change (NOT_FOUND if deleted).
-
-        The event is registered *before* the read: a change that lands while the caller is
-        suspended (a stream sending to a slow client) then sets it, instead of being missed and
-        leaving the caller waiting forever.
-        """
-        changed = self._board.watch(sid, tid)
-        row = self._board.get_task(sid, tid)
-        if row is None:  # deleted under us
-            await abort(context, grpc.StatusCode.NOT_FOUND, f"task {tid} was deleted")
-        return row, changed
+    async def CancelTask(
+        self, request: frontend_pb2.GetTaskRequest, context: Ctx
+    ) -> AsyncIterator[types_pb2.Task]:
+        """Our extension (not Flame's): cancel one task or, with no task id, each task of the
+        session that has not ended; streams the tasks concerned as they are once the request is
+        recorded (Pending ones are Cancelled, Running ones end later; see ``_wire.cancel``)."""
+        sid = request.session_id
+        tid: int | None = None
+        if request.task_id:
+            tid = (await self._task(sid, request.task_id, context)).id
+        else:
+            await self._session(sid, context)
+        for row in self._board.cancel_tasks(sid, tid, message=CANCELLED_PENDING):
+            events = self._board.task_events(sid, row.id)
+            yield _protos.task(row, events, with_input=False)
 
     async def _create_task(self, request: frontend_pb2.CreateTaskRequest, context: Ctx) -> TaskRow:
         if not request.HasField("task"):
@@ -411,7 +385,7 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         sid, tid = row.session_id, row.id
         last = row.state
         while not row.state.is_terminal:
-            row, changed = await self._read_and_listen(sid, tid, context)
+            row, changed = await read_and_listen(self._board, sid, tid, context)
             if row.state.is_terminal:
                 break
             if row.state != last:

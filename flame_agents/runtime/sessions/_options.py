@@ -45,6 +45,9 @@ class SchedulingLimits:
     ``flame-agents.task-timeout`` overrides it."""
     stop_grace: float = 5.0
     """Seconds between SIGTERM and SIGKILL when stopping an instance."""
+    cancel_grace: float = 10.0
+    """Seconds an instance has to stop a task it was asked to cancel; past them the instance is
+    stopped (SIGKILL) and the task ends Cancelled all the same."""
 
     def concurrent_starts(self) -> int:
         """:attr:`max_concurrent_starts`, its default resolved."""

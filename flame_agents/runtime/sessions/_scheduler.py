@@ -31,15 +31,11 @@ from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
 from flame_agents.runtime._launch import Launch
 from flame_agents.runtime.sessions._board import SessionView, TaskBoard
+from flame_agents.runtime.sessions._instances import EXECUTOR_BINDING, Instance, SessionInstances
 from flame_agents.runtime.sessions._options import SchedulerOptions
 from flame_agents.runtime.sessions._resources import Capacity, Ledger, format_bytes, resolved_spec
 from flame_agents.runtime.sessions._store import Store
-from flame_agents.runtime.sessions._worker import (
-    EXECUTOR_BINDING,
-    Instance,
-    InstanceRunner,
-    SessionInstances,
-)
+from flame_agents.runtime.sessions._worker import InstanceRunner
 
 __all__ = ["ExecutorView", "Scheduler"]
 
@@ -156,6 +152,15 @@ class Scheduler:
         for inst in list(sess.instances):
             if inst.task is None:
                 self._release(inst)
+
+    def cancel_running(self, view: SessionView, tid: int) -> None:
+        """Running task ``tid`` was cancelled: its instance's runner stops it."""
+        sess = self._sessions.get(view.id)
+        if sess is None:
+            return
+        for inst in sess.instances:
+            if inst.task == tid:
+                self._runner.cancel(inst, tid)
 
     # -- Frontend entry points --------------------------------------------------------------
 

@@ -301,6 +301,19 @@ class Store:
         )
         return events
 
+    def cancel_tasks(self, sid: str, tids: list[int], *, message: str) -> EventRow:
+        """Pending tasks ``tids`` -> Cancelled, in one transaction, each with the event (code 4)
+        ``message``; returns that event. A task no longer Pending is left as it is."""
+        now = now_ms()
+        line = event_line(_CANCELLED, message, now)
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE tasks SET state = ?, completion_time = ?, events = events || ? "
+                "WHERE session_id = ? AND id = ? AND state = ?",
+                [(_CANCELLED, now, line, sid, tid, _PENDING) for tid in tids],
+            )
+        return EventRow(_CANCELLED, message, now)
+
     def requeue_task(self, sid: str, tid: int, *, message: str, lost: bool) -> EventRow:
         """Running -> Pending (the instance was lost, or the runtime restarted); returns the
         event appended (code 0)."""

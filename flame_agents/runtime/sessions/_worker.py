@@ -7,7 +7,7 @@ a start slot at a time), ``OnSessionEnter``, then for each task::
 
     TaskBoard.start_next    Pending -> Running (the watchers see Running)
     process.invoke          OnTaskInvoke over the instance's Unix socket
-    TaskBoard.finish_task   -> Succeed / Failed (the watchers see the end)
+    TaskBoard.finish_task   -> Succeed / Failed / Cancelled (the watchers see the end)
 
 and it leaves when idle for the application's ``delay_release`` seconds, when its session
 closes, or when the scheduler releases it.
@@ -19,130 +19,46 @@ runtime's ``task_timeout``) is failed, not retried -- a hung handler would likel
 and its instance is killed. A bind failure records session event 1001; after
 ``bind_retry_limit`` of them the session is paused (event 1002; its tasks stay Pending; closing
 it still works). While the home's disk is full a task's result is kept and written once space
-returns (:meth:`InstanceRunner.write`).
+returns (:meth:`InstanceRunner.write`). A task that a client cancelled while it runs is stopped
+as :mod:`._cancel` says, and ends Cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from flame_agents._logging import get_logger
 from flame_agents._wire import types_pb2
 from flame_agents._wire.cache.aliases import retarget_ref
-from flame_agents._wire.failures import failure_message
+from flame_agents._wire.failures import failure_message, is_cancellation
 from flame_agents.runtime._launch import (
     BindError,
     InstanceLost,
     Launch,
     LaunchSpec,
-    ServiceProcess,
     TaskTimeout,
 )
 from flame_agents.runtime.sessions._apps import TASK_TIMEOUT_LABEL, SpecError, task_timeout
-from flame_agents.runtime.sessions._board import EVENT_BIND_FAILED, SessionView, TaskBoard
+from flame_agents.runtime.sessions._board import EVENT_BIND_FAILED, TaskBoard
+from flame_agents.runtime.sessions._cancel import cancelled_text, start_cancelling
+from flame_agents.runtime.sessions._instances import (
+    EXECUTOR_BOUND,
+    EXECUTOR_UNBINDING,
+    Instance,
+    SessionInstances,
+)
 from flame_agents.runtime.sessions._options import SchedulerOptions
-from flame_agents.runtime.sessions._resources import Allocation
 from flame_agents.runtime.sessions._rows import SUCCEEDED, AppRow, SessionRow, TaskRow
 from flame_agents.runtime.sessions._store import StoreWriteError
 from flame_agents.types import TaskState
 
-__all__ = [
-    "EXECUTOR_BINDING",
-    "EXECUTOR_BOUND",
-    "EXECUTOR_UNBINDING",
-    "Instance",
-    "InstanceRunner",
-    "RunnerHost",
-    "SessionInstances",
-]
+__all__ = ["InstanceRunner", "RunnerHost"]
 
 _T = TypeVar("_T")
 _log = get_logger(__name__)
-
-EXECUTOR_BINDING = 3
-EXECUTOR_BOUND = 4
-EXECUTOR_UNBINDING = 5
-
-
-@dataclass(eq=False)
-class Instance:
-    """One instance of a session, as the scheduler and its runner see it."""
-
-    id: str
-    session: SessionInstances
-    allocation: Allocation | None = None
-    """What the ledger granted it (None: its session's resreq is not accounted)."""
-    visible_gpus: tuple[str, ...] | None = None
-    """Its ``CUDA_VISIBLE_DEVICES`` (None: inherit the runtime's)."""
-    process: ServiceProcess | None = None
-    state: int = EXECUTOR_BINDING
-    release: bool = False
-    """Set when it should leave (its runner then stops it)."""
-    task: int | None = None
-    """The task it runs now."""
-    task_timeout: float | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    worker: asyncio.Task[None] | None = None
-
-
-@dataclass(eq=False)
-class SessionInstances:
-    """A session's instances; its tasks are the board's :class:`~._board.SessionView`."""
-
-    view: SessionView
-    instances: set[Instance] = field(default_factory=set)
-    idle: deque[Instance] = field(default_factory=deque)
-    bind_failures: int = 0
-    drained: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when none of its instances runs a task."""
-    waiting_for: tuple[str, ...] = ()
-    """Resources its next instance waits for (logged once per wait)."""
-
-    @property
-    def id(self) -> str:
-        return self.view.id
-
-    @property
-    def row(self) -> SessionRow:
-        return self.view.row
-
-    @property
-    def closed(self) -> bool:
-        return self.view.closed
-
-    @property
-    def paused(self) -> str | None:
-        return self.view.paused
-
-    @property
-    def accounted(self) -> bool:
-        """Whether its instances hold resources: only a resreq the client gave counts."""
-        return self.row.spec.HasField("resreq")
-
-    def busy(self) -> bool:
-        """Whether one of its instances runs a task."""
-        return any(inst.task is not None for inst in self.instances)
-
-    def cap(self) -> int | None:
-        spec = self.row.spec
-        return int(spec.max_instances) if spec.HasField("max_instances") else None
-
-    def task_demand(self) -> int:
-        demand = len(self.view.pending) + len(self.view.running)
-        cap = self.cap()
-        return demand if cap is None else min(demand, cap)
-
-    def total_demand(self) -> int:
-        demand = max(
-            len(self.view.pending) + len(self.view.running), int(self.row.spec.min_instances)
-        )
-        cap = self.cap()
-        return demand if cap is None else min(demand, cap)
 
 
 class RunnerHost(Protocol):
@@ -258,6 +174,18 @@ class InstanceRunner:
             seconds = self._opts.limits.task_timeout
         return seconds or None
 
+    def cancel(self, inst: Instance, tid: int) -> None:
+        """Stop task ``tid``, which ``inst`` runs, as a client asked (see :mod:`._cancel`)."""
+        if inst.task != tid or inst.process is None or inst.cancelling is not None:
+            return
+        inst.cancelling = start_cancelling(
+            inst.process,
+            tid,
+            grace=self._opts.limits.cancel_grace,
+            executor_id=inst.id,
+            log=_log.bind(executor_id=inst.id, session_id=inst.session.id),
+        )
+
     async def _next_task(self, inst: Instance, delay_release: float) -> TaskRow | None:
         """The next task, started on this instance; None when the instance should leave."""
         sess = inst.session
@@ -314,10 +242,15 @@ class InstanceRunner:
             return False
         finally:
             inst.task = None
+            if inst.cancelling is not None and inst.cancelling.stopper is not None:
+                inst.cancelling.stopper.cancel()
+            inst.cancelling = None
             if not sess.busy():
                 sess.drained.set()
         if outcome.return_code == 0:
             state, message = TaskState.SUCCEED, SUCCEEDED
+        elif is_cancellation(outcome.message):
+            state, message = TaskState.CANCELLED, outcome.message or "Task was cancelled"
         else:
             state = TaskState.FAILED
             message = outcome.message or f"task failed with return code {outcome.return_code}"
@@ -356,6 +289,9 @@ class InstanceRunner:
 
     def _timed_out(self, inst: Instance, tid: int, timeout: float) -> None:
         sid = inst.session.id
+        if self._board.cancel_requested(sid, tid):
+            self._cancelled(inst, tid, f"timed out after {timeout:g}s")
+            return
         _log.warning(
             "task timed out; instance killed",
             executor_id=inst.id,
@@ -390,7 +326,9 @@ class InstanceRunner:
             losses=losses,
         )
         lost = f"instance lost: {exit_text}"
-        if self._host.stopping:
+        if self._board.cancel_requested(sid, tid):
+            self._cancelled(inst, tid, exit_text)
+        elif self._host.stopping:
             self._board.requeue_task(
                 sid, tid, message="Task returned to <Pending>: the runtime is stopping", lost=False
             )
@@ -427,6 +365,16 @@ class InstanceRunner:
                 ),
                 lost=True,
             )
+
+    def _cancelled(self, inst: Instance, tid: int, exit_text: str) -> None:
+        """A cancelled task whose instance is gone (stopped for it, or lost): it ends Cancelled."""
+        self._board.finish_task(
+            inst.session.id,
+            tid,
+            state=TaskState.CANCELLED,
+            output=None,
+            message=cancelled_text(inst.cancelling, exit_text),
+        )
 
     def _bind_failed(self, sess: SessionInstances, inst: Instance, exc: BindError) -> None:
         if sess.paused or sess.closed or self._host.stopping:
