@@ -242,6 +242,8 @@ class AgentSession(Generic[C]):
         *,
         idempotency_key: str | None = None,
         reply_type: type[BaseModel] | None = None,
+        timeout: float | None = None,
+        cancel_on_timeout: bool = False,
     ) -> Any:
         """Invoke the agent; returns its reply, validated as the reply type.
 
@@ -249,7 +251,15 @@ class AgentSession(Generic[C]):
         Passing the key of an earlier invocation returns that invocation's recorded reply
         without running the handler again.
 
+        ``timeout`` (seconds per attempt; default the session's) with ``cancel_on_timeout``
+        cancels the turn when it runs out and raises ``Cancelled``; without it the turn goes on
+        and ``InvocationTimeoutError`` is retried under the policy. Ctrl-C while waiting
+        cancels the turn before the ``KeyboardInterrupt`` goes on.
+
         Raises:
+            Interrupted: the turn paused for an answer (``resume()`` continues it).
+            Cancelled: the turn was cancelled (``cancel()`` from any thread or process,
+                ``cancel_on_timeout``); nothing of it was committed.
             TaskFailedError: the handler raised (message ``"<ExceptionClass>: <text>"``).
             ContextValidationError: the handler left the context invalid (state unchanged).
             CommitConflictError: another writer moved the state (state unchanged).
@@ -259,7 +269,10 @@ class AgentSession(Generic[C]):
         key = idempotency_key or uuid.uuid4().hex
         want_schema = reply_type is None and self.reply_type is None
         envelope = self._send(
-            encode_request(key, req.model_dump(mode="json"), want_schema=want_schema), key
+            encode_request(key, req.model_dump(mode="json"), want_schema=want_schema),
+            key,
+            timeout=timeout,
+            cancel_on_timeout=cancel_on_timeout,
         )
         return self._typed_reply(envelope, reply_type)
 
@@ -308,14 +321,32 @@ class AgentSession(Generic[C]):
         return self._typed_reply(self._send(data, key), reply_type)
 
     def cancel(self) -> None:
-        """Drop the session's turn waiting for an answer (its interrupt and recorded steps).
+        """Cancel the session's running turn, and drop a turn waiting for an answer.
 
-        Nothing else of the session changes; it serves the next ``invoke``.
+        Callable from another thread while ``invoke``/``stream`` runs, or from another process
+        (``AgentSession(session_id=...).cancel()``). The running turn stops (an async handler
+        gets ``asyncio.CancelledError``, a sync one stops at its next ``step``/``emit``/
+        ``interrupt``), its context changes are not committed, and the caller's ``invoke`` or
+        ``stream`` raises ``Cancelled``; returns once it ended. A paused turn is dropped with
+        its recorded steps. The session serves the next invocation.
+
+        Raises:
+            InvalidStateError: a Flame cluster cannot cancel a running task (there was no
+                paused turn to drop either; see docs/flame-cluster.md).
         """
+        unsupported: InvalidStateError | None = None
+        try:
+            self._session.cancel()
+        except InvalidStateError as exc:
+            if exc.fields.get("grpc_code") != "UNIMPLEMENTED":
+                raise
+            unsupported = exc
         pending = self.pending_interrupt()
         if pending is not None:
             key = str(pending["idempotency_key"])
             self._send(encode_drop(key), key)
+        elif unsupported is not None:
+            raise unsupported
 
     def stream(
         self,
@@ -361,15 +392,26 @@ class AgentSession(Generic[C]):
             to_reply=to_reply,
             after=after,
             reconnect=idempotency_key is not None,
+            cancel=lambda: self._session.cancel(wait=False),
         )
 
-    def _send(self, data: bytes, key: str) -> ReplyEnvelope:
+    def _send(
+        self,
+        data: bytes,
+        key: str,
+        *,
+        timeout: float | None = None,
+        cancel_on_timeout: bool = False,
+    ) -> ReplyEnvelope:
         """One task with ``data``, retried under the session's policy; its reply envelope."""
         log = self._log.bind(key=key)
+        deadline = self.timeout if timeout is None else timeout
 
         def attempt() -> bytes | None:
             try:
-                return self._session.invoke(data, timeout=self.timeout)
+                return self._session.invoke(
+                    data, timeout=deadline, cancel_on_timeout=cancel_on_timeout
+                )
             except TaskFailedError as exc:
                 raise error_from_message(exc.message, **exc.fields) from exc
 

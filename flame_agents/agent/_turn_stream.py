@@ -43,12 +43,14 @@ class TurnStream:
         to_reply: Callable[[ReplyEnvelope], Any],
         after: int = 0,
         reconnect: bool = False,
+        cancel: Callable[[], object] | None = None,
     ) -> None:
         self.key = key
         """The invocation's idempotency key (reuse it to reconnect)."""
         self.prefix = prefix
         """The stream object's key prefix in the object cache."""
         self._to_reply = to_reply
+        self._cancel = cancel
         self._done = threading.Event()
         self._envelope: ReplyEnvelope | None = None
         self._error: BaseException | None = None
@@ -71,7 +73,16 @@ class TurnStream:
             self._done.set()
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._reader)
+        try:
+            yield from self._reader
+        except KeyboardInterrupt:
+            # Ctrl-C while following: the turn is cancelled, not left running unseen.
+            if self._cancel is not None and not self._done.is_set():
+                try:
+                    self._cancel()
+                except FlameAgentsError as exc:
+                    _log.warning("stream_cancel_failed", key=self.key, error=str(exc))
+            raise
 
     def __enter__(self) -> TurnStream:
         return self

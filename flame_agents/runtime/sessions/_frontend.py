@@ -18,6 +18,7 @@ served next to them.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 
@@ -28,7 +29,7 @@ from flame_agents._wire import closing, fastpath, frontend_pb2, frontend_pb2_grp
 from flame_agents._wire.cache.aliases import RefAliases
 from flame_agents.runtime.sessions import _protos
 from flame_agents.runtime.sessions._board import TaskBoard
-from flame_agents.runtime.sessions._cancel import CANCELLED_PENDING
+from flame_agents.runtime.sessions._cancel import CANCELLED_ABANDONED, CANCELLED_PENDING
 from flame_agents.runtime.sessions._checks import (
     DEFAULT_MAX_ID_BYTES,
     Ctx,
@@ -51,6 +52,9 @@ from flame_agents.runtime.sessions._waits import read_and_listen, until_terminal
 from flame_agents.types import SessionState, TaskState
 
 __all__ = ["DEFAULT_MAX_ID_BYTES", "FrontendServicer", "session_id_error"]
+
+#: A cancelled call with at most this much of its deadline left ran out of it (not abandoned).
+_DEADLINE_SLACK = 0.05
 
 
 class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc]
@@ -331,17 +335,32 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         """
         row = await self._create_task(request, context)
         sid, tid = row.session_id, row.id
-        if fastpath.wants_terminal_first(context.invocation_metadata()):
-            remaining = context.time_remaining()
-            wait = fastpath.TERMINAL_FIRST_WAIT
-            if remaining is not None:
-                wait = min(wait, remaining / 2)  # leave the caller time to learn the task id
-            row = await until_terminal(self._board, row, context, timeout=wait)
-        if not row.state.is_terminal:
-            yield _protos.task(row, [], with_input=False)
-            row = await until_terminal(self._board, row, context)
+        try:
+            if fastpath.wants_terminal_first(context.invocation_metadata()):
+                remaining = context.time_remaining()
+                wait = fastpath.TERMINAL_FIRST_WAIT
+                if remaining is not None:
+                    wait = min(wait, remaining / 2)  # leave the caller time to learn the task id
+                row = await until_terminal(self._board, row, context, timeout=wait)
+            if not row.state.is_terminal:
+                yield _protos.task(row, [], with_input=False)
+                row = await until_terminal(self._board, row, context)
+        except asyncio.CancelledError:
+            self._abandoned(sid, tid, context)
+            raise
         events = self._board.task_events(sid, tid) if row.state != TaskState.SUCCEED else []
         yield _protos.task(row, events, with_input=False)
+
+    def _abandoned(self, sid: str, tid: int, context: Ctx) -> None:
+        """A RunTask call its caller cancelled before the task ended (Ctrl-C, the process
+        exited, the connection closed): nobody waits for the task, and a caller interrupted
+        before the task id reached it could not even cancel it, so it is cancelled here. A
+        call that ran out of its deadline leaves the task running (the client's timeout
+        without ``cancel_on_timeout`` promises that)."""
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= _DEADLINE_SLACK:
+            return
+        self._board.cancel_tasks(sid, tid, message=CANCELLED_ABANDONED)
 
     async def CancelTask(
         self, request: frontend_pb2.GetTaskRequest, context: Ctx
