@@ -371,6 +371,27 @@ def test_interrupt_then_resume_on_a_fresh_instance() -> None:
             h.resume({"yes": True})
 
 
+def test_view_of_the_state_shows_the_pending_interrupt() -> None:
+    """describe_agent_state (``flame-agents view -s``) reports open turns and the pending
+    interrupt with its payload, read without the agent's classes."""
+    from flame_agents.agent.cli_support import describe_agent_state
+    from flame_agents.cache import ObjectRef
+
+    with AgentHarness(Publisher) as h:
+        ref = ObjectRef("memory://", h.key, 0).encode()
+        view = describe_agent_state(ref, store=h.store)
+        assert view is not None and view["pending_interrupt"] is None and view["open_turns"] == 0
+        with pytest.raises(Interrupted):
+            h.invoke(Publish(text="v"), idempotency_key="k")
+        view = describe_agent_state(ref, store=h.store)
+        assert view is not None and view["open_turns"] == 1
+        assert view["pending_interrupt"] == {
+            "idempotency_key": "k",
+            "index": 0,
+            "payload": {"question": "0: publish draft:v?"},
+        }
+
+
 def test_two_interrupts_in_one_turn_are_answered_in_order() -> None:
     """A turn that interrupts twice raises Interrupted again on the first resume (with the
     second payload) and completes on the second; each answer reaches its interrupt."""
