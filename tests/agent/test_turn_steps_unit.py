@@ -21,7 +21,16 @@ from flame_agents.agent import _turn as turn_module
 from flame_agents.agent._journal import decode_base
 from flame_agents.agent._progress import MAX_OPEN_TURNS
 from flame_agents.agent._store import MemoryStore
-from flame_agents.errors import InvalidArgumentError, InvalidStateError
+from flame_agents.agent.testing_support import encode_request, error_from_message
+from flame_agents.errors import (
+    CacheError,
+    FlameAgentsError,
+    InvalidArgumentError,
+    InvalidStateError,
+    RetryableError,
+    TaskFailedError,
+)
+from flame_agents.testing._faults import Fault, FaultyStore
 from flame_agents.testing.agents import AgentHarness
 
 
@@ -713,3 +722,67 @@ def test_async_turn_steps_and_interrupt_in_process() -> None:
         assert reply == Published(text="DRAFT", answers=[{"yes": True}], published=True)
         assert calls == ["draft", "publish"]
         assert h.context().done.tolist() == ["a"]
+
+
+def _client_error(h: AgentHarness[Any], req: BaseModel, key: str) -> FlameAgentsError:
+    """The error a client gets for ``req`` under ``key`` (through the task's failure)."""
+    data = encode_request(key, req.model_dump(mode="json"))
+    with pytest.raises(TaskFailedError) as failed:
+        h.handler.on_task_invoke("1", h.session_id, data)
+    return error_from_message(failed.value.message, **failed.value.fields)
+
+
+def test_unknown_outcome_of_a_step_record_reaches_the_client_as_retryable() -> None:
+    """A step's record whose write outcome stays unknown (the re-read fails too) fails the
+    task with a retryable error, although it surfaced inside the handler; the retry with the
+    same key finds the record and goes on."""
+    store = FaultyStore(MemoryStore())
+    with AgentHarness(Steps, store=store) as h:
+        h.handler  # noqa: B018  (entered: the faults count the turn's own operations)
+        store.inject(Fault("append", "after", "error", CacheError))  # s1's intent landed
+        store.inject(Fault("fetch", "before", "error", CacheError, skip=1))  # the re-read
+        error = _client_error(h, Go(tag="u"), "k")
+        assert isinstance(error, RetryableError) and error.retryable, error
+        assert h.invoke(Go(tag="u"), idempotency_key="k").results == ["s1:u", "s2:u", "s3:u"]
+        assert calls == ["s1", "s2", "s3"], "s1 did not run before its intent's write failed"
+
+
+def test_a_duplicate_delivery_that_committed_first_is_answered_by_a_retry() -> None:
+    """Another instance runs the same key (a duplicate delivery) and commits between this
+    instance's read and its first step record: this delivery fails retryable, and its retry
+    answers the other's recorded reply; the turn took effect once."""
+    store = FaultyStore(MemoryStore())
+    with AgentHarness(Steps, store=store) as h:
+        h.handler  # noqa: B018
+        other = AgentHarness(Steps, store=store.inner, state_key=h.key)
+        first: list[Any] = []
+        store.before_next(
+            "append", lambda: first.append(other.invoke(Go(tag="d"), idempotency_key="k"))
+        )
+        error = _client_error(h, Go(tag="d"), "k")
+        assert isinstance(error, RetryableError), error
+        assert h.invoke(Go(tag="d"), idempotency_key="k") == first[0]
+        assert h.context().done.tolist() == ["d"] and calls == ["s1", "s2", "s3"]
+        other.crash()
+
+
+def test_a_duplicate_delivery_that_died_mid_turn_is_taken_over() -> None:
+    """A duplicate delivery that recorded steps and died (before this one's first record): this
+    delivery fails retryable and its retry replays the other's steps and commits once."""
+    store = FaultyStore(MemoryStore())
+    with AgentHarness(Steps, store=store) as h:
+        h.handler  # noqa: B018
+        other = AgentHarness(Steps, store=store.inner, state_key=h.key)
+
+        def duplicate_dies_in_s2() -> None:
+            die_points.add("s2")
+            with pytest.raises(Die):
+                other.invoke(Go(tag="x"), idempotency_key="k")
+
+        store.before_next("append", duplicate_dies_in_s2)
+        error = _client_error(h, Go(tag="x"), "k")
+        assert isinstance(error, RetryableError), error
+        assert h.invoke(Go(tag="x"), idempotency_key="k").count == 1
+        assert calls == ["s1", "s2", "s2", "s3"], "s2 died in the duplicate: it runs again"
+        assert h.context().done.tolist() == ["x"]
+        other.crash()
