@@ -654,7 +654,7 @@ def test_step_commit_cost_follows_its_result() -> None:
 class Starter(Agent[Notes]):
     """Takes two steps in on_session_start (the second dies once when armed)."""
 
-    def on_session_start(self, ctx: Notes, turn: Turn) -> None:  # type: ignore[override]
+    def on_session_start(self, ctx: Notes, turn: Turn) -> None:
         a = turn.step("boot-a", work, "boot-a")
         b = turn.step("boot-b", work, "boot-b")
         ctx.done.append(f"{a}+{b}")
@@ -681,7 +681,7 @@ def test_steps_in_on_session_start_replay_on_the_next_instance() -> None:
 
 
 class AskingStarter(Agent[Notes]):
-    def on_session_start(self, ctx: Notes, turn: Turn) -> None:  # type: ignore[override]
+    def on_session_start(self, ctx: Notes, turn: Turn) -> None:
         turn.interrupt("may I?")
 
     def handle(self, req: Go, ctx: Notes) -> Went:

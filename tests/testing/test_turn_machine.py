@@ -63,7 +63,7 @@ def boot(turn_key: str) -> int:
 class StepsAgent(Agent[Sums]):
     """Adds the sum of its steps' results once its interrupts (if any) are all answered True."""
 
-    def on_session_start(self, ctx: Sums, turn: Turn) -> None:  # type: ignore[override]
+    def on_session_start(self, ctx: Sums, turn: Turn) -> None:
         ctx.starts = turn.step("boot", boot, turn.idempotency_key)
 
     def handle(self, req: Add, ctx: Sums, turn: Turn) -> Total:
