@@ -349,7 +349,8 @@ class AgentHandler:
                 session_id=self.session_id,
             ) from None
         except BaseException as exc:
-            self._handler_error = exc
+            # A failure to record the turn's progress is the agent layer's, not the handler's.
+            self._handler_error = None if exc is run.failure else exc
             raise
         if not isinstance(reply, self.agent_type.reply_type):
             raise TaskFailedError(

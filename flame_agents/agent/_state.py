@@ -398,8 +398,10 @@ class StateHandle(Generic[C]):
         Conditional on our version like a commit, and resolved the same way when the store
         leaves the outcome unknown: the record is looked for after a re-read. Raises
         :class:`CommitConflictError` when another writer moved the state (the turn must not go
-        on from a state it did not read) and :class:`RetryableError` when the outcome cannot
-        be established. Returns the new version; the context is unchanged.
+        on from a state it did not read), and :class:`RetryableError` when the outcome cannot
+        be established or when the writer that moved it was another delivery of the same turn
+        (its retry replays that delivery's steps, or answers its committed reply). Returns the
+        new version; the context is unchanged.
         """
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             journal = self.journal
@@ -415,9 +417,23 @@ class StateHandle(Generic[C]):
                 data = encode_patch(patch)
                 version = self.store.append(self.key, data, expected_version=expected)
             except CommitConflictError:
+                turn = str(record["k"])
+                ours = journal.turns.get(turn)
                 self._reload_or_retryable(record)
+                theirs = self.journal.turns.get(turn)
+                if self.recorded(turn) is not None or (
+                    None if theirs is None else theirs.to_json()
+                ) != (None if ours is None else ours.to_json()):
+                    # Another delivery of this very turn (a duplicate) moved it on: a retry
+                    # with the key replays its steps, or answers its committed reply.
+                    raise RetryableError(
+                        f"another delivery of turn {turn!r} recorded progress or committed in "
+                        f"{self.key} while this one ran; retry with the same idempotency key",
+                        key=self.key,
+                        idempotency_key=turn,
+                    ) from None
                 raise CommitConflictError(
-                    f"state of {self.key} moved during the turn {record['k']!r} (another writer "
+                    f"state of {self.key} moved during the turn {turn!r} (another writer "
                     f"committed version {self.version}); invoke again to run it on the new state",
                     key=self.key,
                     version=self.version,

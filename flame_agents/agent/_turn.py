@@ -142,6 +142,8 @@ class TurnRun:
         self.interrupts_allowed = interrupts_allowed
         self._names: set[str] = set()
         self._interrupts = 0
+        #: The error recording progress raised (the agent layer's, not the handler's own).
+        self.failure: BaseException | None = None
         self.steps_run = 0
         self.steps_replayed = 0
 
@@ -177,15 +179,22 @@ class TurnRun:
             return True, _decode_result(progress.steps[name], name=name), False
         return False, None, name in progress.intents
 
+    def record(self, record: dict[str, Any]) -> None:
+        """Write one progress record; remember its failure as the agent layer's (so a retryable
+        one reaches the client as retryable although it surfaced through the handler)."""
+        try:
+            self.state.record_progress(record)
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
     def record_intent(self, name: str) -> None:
-        self.state.record_progress({"k": self.idempotency_key, "op": "intent", "name": name})
+        self.record({"k": self.idempotency_key, "op": "intent", "name": name})
 
     def finish_step(self, name: str, result: Any) -> Any:
         """Record ``result`` and return it as a replay would (JSON round trip)."""
         encoded = _encode_result(result, name=name)
-        self.state.record_progress(
-            {"k": self.idempotency_key, "op": "result", "name": name, "value": encoded}
-        )
+        self.record({"k": self.idempotency_key, "op": "result", "name": name, "value": encoded})
         self.steps_run += 1
         return _decode_result(encoded, name=name)
 
@@ -207,7 +216,7 @@ class TurnRun:
             return progress.answers[index]
         payload_json = to_json_value(payload, what="an interrupt payload")
         if index >= len(progress.interrupts):
-            self.state.record_progress(
+            self.record(
                 {
                     "k": self.idempotency_key,
                     "op": "interrupt",

@@ -7,7 +7,8 @@
 * :func:`schema_for_labels`: an app YAML labelled ``flame-agents.agent=<module>:<Class>`` gets
   its ``schema`` filled at registration.
 * :func:`describe_agent_state`: ``flame-agents view -s ID`` of an agent session: the context as
-  JSON, its version, patch count and size, read without importing user code.
+  JSON, its version, patch count and size, turns in progress and the interrupt waiting for an
+  answer, read without importing user code.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from flame_agents.agent._agent import Agent
 from flame_agents.agent._journal import KEYS_LOG, chunk_key, decode_base, decode_chunk, full_log
+from flame_agents.agent._progress import pending_interrupt
 from flame_agents.agent._store import CacheStore, StateStore
 from flame_agents.errors import InvalidArgumentError
 
@@ -157,7 +159,10 @@ def describe_agent_state(
 ) -> dict[str, Any] | None:
     """The agent state of a session as JSON-able data, or None if it is not an agent session.
 
-    Shows scalar fields whole, and for each history its length and last ``items`` items.
+    Shows scalar fields whole, and for each history its length and last ``items`` items;
+    ``open_turns`` counts turns that recorded progress and have not committed, and
+    ``pending_interrupt`` is the turn waiting for an answer (``{"idempotency_key", "index",
+    "payload"}``) or None.
     """
     from flame_agents.cache import ObjectRef
 
@@ -188,6 +193,7 @@ def describe_agent_state(
         if len(tail) < min(items, length):
             tail = full_log(journal, name, read)[-items:]
         histories[name] = {"length": length, "last": tail}
+    pending = pending_interrupt(journal.turns)
     return {
         "key": ref.key,
         "endpoint": ref.endpoint,
@@ -202,4 +208,8 @@ def describe_agent_state(
             **{n: h.sealed for n, h in journal.histories.items()},
             KEYS_LOG: journal.keys.sealed,
         },
+        "open_turns": len(journal.turns),
+        "pending_interrupt": None
+        if pending is None
+        else {"idempotency_key": pending[0], "index": pending[1], "payload": pending[2]},
     }

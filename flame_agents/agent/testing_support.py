@@ -6,7 +6,13 @@ store of their choosing. This module is their seam into the agent layer, so they
 private module of it; the names are not part of the curated API of :mod:`flame_agents.agent`.
 """
 
-from flame_agents.agent._envelope import ReplyEnvelope, encode_request, error_from_message
+from flame_agents.agent._envelope import (
+    ReplyEnvelope,
+    encode_drop,
+    encode_request,
+    encode_resume,
+    error_from_message,
+)
 from flame_agents.agent._journal import DEFAULT_CHUNK
 from flame_agents.agent._server import AgentHandler
 from flame_agents.agent._state import DEFAULT_COMPACT_EVERY, StateHandle, create_state
@@ -22,6 +28,8 @@ __all__ = [
     "StateHandle",
     "StateStore",
     "create_state",
+    "encode_drop",
     "encode_request",
+    "encode_resume",
     "error_from_message",
 ]

@@ -52,6 +52,13 @@ def print_agent_state(state: dict[str, Any]) -> None:
         f"agent state: version {state['version']}, {state['patches']} patches, "
         f"{state['bytes']} bytes, {state['commits']} commits"
     )
+    pending = state.get("pending_interrupt")
+    if pending:
+        print(
+            f"pending interrupt: turn {pending['idempotency_key']} (interrupt "
+            f"{pending['index']}) waits for an answer; payload "
+            f"{json.dumps(pending['payload'], default=str)}"
+        )
     print(json.dumps(state["context"], indent=2, default=str))
 
 

@@ -6,7 +6,10 @@ dependency; ``flame_agents.testing.agents.AgentStateMachine`` imports it on firs
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from hypothesis import strategies as st
@@ -16,18 +19,23 @@ from pydantic import BaseModel
 from flame_agents.agent import Agent, ContextModel
 from flame_agents.agent.testing_support import (
     AgentHandler,
+    Fetched,
     MemoryStore,
     ReplyEnvelope,
     StateHandle,
     StateStore,
+    encode_drop,
     encode_request,
+    encode_resume,
     error_from_message,
 )
 from flame_agents.errors import (
     CacheError,
     CommitConflictError,
     FlameAgentsError,
+    Interrupted,
     InvalidArgumentError,
+    InvalidStateError,
     InvocationTimeoutError,
     RuntimeUnavailableError,
     TaskFailedError,
@@ -39,6 +47,67 @@ __all__ = ["AgentStateMachine"]
 
 _STORE_ERRORS = st.sampled_from([CacheError, RuntimeUnavailableError, InvocationTimeoutError])
 _WHEN = st.sampled_from(["before", "after"])
+
+
+class ProgressTap:
+    """A state store passing everything to ``inner`` that keeps the turn progress records
+    which landed (patches carrying ``"turn"``), in order, to check them against each other."""
+
+    def __init__(self, inner: StateStore) -> None:
+        self.inner = inner
+        self.records: list[dict[str, Any]] = []
+
+    def create(self, prefix: str, data: bytes) -> str:
+        return self.inner.create(prefix, data)
+
+    def fetch(self, key: str, *, since_version: int = 0) -> Fetched:
+        return self.inner.fetch(key, since_version=since_version)
+
+    def append(self, key: str, data: bytes, *, expected_version: int) -> int:
+        version = self.inner.append(key, data, expected_version=expected_version)
+        doc = json.loads(data)
+        if isinstance(doc, dict) and isinstance(doc.get("turn"), dict):
+            self.records.append(doc["turn"])
+        return version
+
+    def replace(self, key: str, data: bytes, *, expected_version: int) -> int:
+        return self.inner.replace(key, data, expected_version=expected_version)
+
+    def write(self, key: str, data: bytes) -> None:
+        self.inner.write(key, data)
+
+    def read(self, key: str) -> bytes:
+        return self.inner.read(key)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def repeated(self) -> list[str]:
+        """Records a turn wrote twice since it was last dropped: a step's intent or result (a
+        completed step ran again), or an answer to the same interrupt."""
+        seen: dict[str, Counter[tuple[str, str]]] = {}
+        twice: list[str] = []
+        for record in self.records:
+            key, op = str(record["k"]), str(record["op"])
+            if op == "drop":
+                seen.pop(key, None)
+                continue
+            what = str(record.get("name", record.get("index", "")))
+            counts = seen.setdefault(key, Counter())
+            counts[(op, what)] += 1
+            if counts[(op, what)] == 2:
+                twice.append(f"turn {key}: {op} {what}")
+        return twice
+
+
+@dataclass
+class Paused:
+    """A turn of the machine waiting for an answer."""
+
+    key: str
+    request: BaseModel
+    payload: Any
+    answers: list[Any] = field(default_factory=list)
 
 
 class AgentStateMachine(RuleBasedStateMachine):
@@ -89,9 +158,29 @@ class AgentStateMachine(RuleBasedStateMachine):
       with the same one (a duplicate delivery): the first writer gets ``CommitConflictError``
       or the second writer's recorded reply; history never forks.
 
+    For an agent whose turns take durable steps (``turn.step``; set :attr:`max_steps`):
+
+    * crash the process at the k-th progress write of a turn, before or after it lands (before
+      a step's intent, inside its function, before or after its result): the fresh instance
+      replays the completed steps and runs the rest; the turn takes effect once.
+
+    For an agent whose turns may pause (``turn.interrupt``; implement
+    :meth:`interrupting_requests`, and :meth:`apply_resumed` when the answers matter):
+
+    * send a request that interrupts: ``Interrupted``, nothing of the turn takes effect;
+    * while it waits: a new invocation is refused (``InvalidStateError``, nothing written), and
+      the paused key sent again raises ``Interrupted`` with the same payload;
+    * resume it with an answer drawn from :meth:`answers` (crashing the process at one of the
+      resumed turn's writes, sometimes): the plain model applies the turn only now, once;
+    * drop it (``cancel()``): the model never applies it, the session serves again.
+
     Invariants after every step: :meth:`check` holds between the stored context and the model,
     and the journal's idempotency keys are exactly the keys of the turns that took effect, each
-    once and in order. A failure reported for a turn that took effect fails the machine.
+    once and in order. No turn records a step's intent or result twice (a completed step never
+    runs again) or answers an interrupt twice, and the session's pending interrupt is the
+    machine's paused turn. A failure reported for a turn that took effect fails the machine.
+    While a turn waits for an answer, :meth:`step` checks that the session refuses the
+    invocation and returns None, and the fault rules wait until it is resumed or dropped.
 
     The fault rules send requests drawn from :meth:`requests`, or earlier requests of
     :meth:`step` when it is not overridden. Small chunks and a short compaction interval make
@@ -105,12 +194,16 @@ class AgentStateMachine(RuleBasedStateMachine):
     compact_every: ClassVar[int] = 4
     #: Deliveries of one invocation (retries and re-dispatches) before the machine gives up.
     max_deliveries: ClassVar[int] = 10
+    #: Durable steps a turn of :attr:`agent` takes at most (0: none; the step rules are off).
+    max_steps: ClassVar[int] = 0
 
     def __init__(self, store: StateStore | None = None) -> None:
         super().__init__()
         #: The store the state lives in; the instance reaches it through :attr:`faults`.
         self.store: StateStore = store if store is not None else self.make_store()
-        self.faults = FaultyStore(self.store)
+        #: The turn progress records that landed (every writer's), checked by an invariant.
+        self.progress = ProgressTap(self.store)
+        self.faults = FaultyStore(self.progress)
         self.harness: AgentHarness[Any] = AgentHarness(
             self.agent,
             self.initial_context(),
@@ -121,6 +214,8 @@ class AgentStateMachine(RuleBasedStateMachine):
         self.model = self.initial_model()
         #: ``(key, request, reply)`` of every turn that took effect, in order.
         self.history: list[tuple[str, BaseModel, Any]] = []
+        #: The turn waiting for an answer, if any.
+        self.paused: Paused | None = None
 
     # -- to implement -----------------------------------------------------------------------
 
@@ -152,15 +247,33 @@ class AgentStateMachine(RuleBasedStateMachine):
         """Requests whose handler raises (default None: that rule is skipped)."""
         return None
 
+    def interrupting_requests(self) -> st.SearchStrategy[BaseModel] | None:
+        """Requests whose turn calls ``turn.interrupt`` (default None: no interrupt rules)."""
+        return None
+
+    def answers(self) -> st.SearchStrategy[Any]:
+        """Answers the resume rule gives to interrupts (JSON values; default booleans)."""
+        return st.booleans()
+
+    def apply_resumed(self, model: Any, req: BaseModel, answers: list[Any]) -> Any:
+        """Apply an interrupting ``req`` whose turn completed with ``answers`` (one per interrupt
+        it raised, in order) to ``model``; return the expected reply or None to skip. Default:
+        :meth:`apply_model`, the answers ignored."""
+        return self.apply_model(model, req)
+
     # -- helpers ----------------------------------------------------------------------------
 
     def step(self, req: BaseModel) -> Any:
         """Invoke the agent with a fresh key and check its reply against the model.
 
         Raises the error the client would get (rebuilt from the task's failure) when the turn
-        fails; the machine then checks that it took no effect.
+        fails; the machine then checks that it took no effect. While a turn waits for an
+        answer, checks that the invocation is refused without effect and returns None.
         """
         key = uuid.uuid4().hex
+        if self.paused is not None:
+            self._assert_refused_while_paused(req, key)
+            return None
         try:
             reply = self.deliver(req, key)
         except FlameAgentsError:
@@ -176,6 +289,11 @@ class AgentStateMachine(RuleBasedStateMachine):
         again (as the runtime re-dispatches it). Other errors are raised as the client sees them.
         """
         data = encode_request(key, req.model_dump(mode="json"))
+        return self.agent.reply_type.model_validate(self.deliver_data(data, key).reply)
+
+    def deliver_data(self, data: bytes, key: str) -> ReplyEnvelope:
+        """:meth:`deliver` of a task input envelope (a request, a resume, a drop); returns the
+        reply envelope."""
         errors: list[str] = []
         for attempt in range(self.max_deliveries):
             try:
@@ -196,7 +314,7 @@ class AgentStateMachine(RuleBasedStateMachine):
                     raise error from exc
                 errors.append(repr(error))
                 continue
-            return self.agent.reply_type.model_validate(ReplyEnvelope.decode(output).reply)
+            return ReplyEnvelope.decode(output)
         raise AssertionError(
             f"key {key} was not answered in {self.max_deliveries} deliveries: {errors}"
         )
@@ -222,7 +340,19 @@ class AgentStateMachine(RuleBasedStateMachine):
         return data.draw(strategy, label="request")
 
     def _can_send(self) -> bool:
-        return self.requests() is not None or bool(self.history)
+        return self.paused is None and (self.requests() is not None or bool(self.history))
+
+    def _assert_refused_while_paused(self, req: BaseModel, key: str) -> None:
+        assert self.paused is not None
+        self._enter()
+        version = self.stored().version
+        try:
+            self.deliver(req, key)
+        except InvalidStateError as exc:
+            assert "resume(answer)" in exc.message, exc.message
+        else:
+            raise AssertionError(f"{req!r} was answered while turn {self.paused.key} waits")
+        assert self.stored().version == version, "a refused invocation wrote"
 
     def _send(self, req: BaseModel) -> None:
         """One turn that may fail: it takes effect exactly once, or fails without effect."""
@@ -370,7 +500,11 @@ class AgentStateMachine(RuleBasedStateMachine):
 
         With another key, this commit is rejected (``CommitConflictError``, no effect) and an
         invoke again runs it on the new state. With the same key and request (a duplicate
-        delivery served twice), both answer the second writer's recorded reply.
+        delivery served twice), both answer the second writer's recorded reply. For an agent
+        taking steps the race is with the turn's first write (a step's intent). When the second
+        writer's process dies in its turn (a step function raising ``SimulatedCrash``), its
+        turn takes no effect; with the same key, this delivery runs the turn on from what the
+        other recorded (retrying with the key) and it takes effect once.
         """
         req, key = self._request(data), uuid.uuid4().hex
         other_req, other_key = (req, key) if same_key else (self._request(data), uuid.uuid4().hex)
@@ -379,7 +513,7 @@ class AgentStateMachine(RuleBasedStateMachine):
         def second_writer() -> None:
             other = AgentHandler(
                 self.agent,
-                store_factory=lambda _endpoint: self.store,
+                store_factory=lambda _endpoint: self.progress,
                 compact_every=self.compact_every,
             )
             try:
@@ -389,6 +523,8 @@ class AgentStateMachine(RuleBasedStateMachine):
                 outcome["reply"] = self.agent.reply_type.model_validate(envelope.reply)
             except Exception as exc:  # reported below, outside the store call it runs in
                 outcome["error"] = exc
+            except SimulatedCrash:
+                outcome["died"] = True
             finally:
                 other.close()
 
@@ -400,6 +536,15 @@ class AgentStateMachine(RuleBasedStateMachine):
             reply = None
         self.faults.disarm()
         assert "error" not in outcome, f"the second writer failed: {outcome['error']!r}"
+        if outcome.get("died"):
+            if not same_key:
+                self._assert_not_committed(other_key)
+                if reply is None:  # the other's progress records moved the state first
+                    self._assert_not_committed(key)
+                    reply = self.deliver(req, key)
+            assert reply is not None, "the turn of a dead duplicate was not taken over"
+            self._took_effect(key, req, reply)
+            return
         assert "reply" in outcome, "the second writer did not run"
         self._took_effect(other_key, other_req, outcome["reply"])
         if same_key:
@@ -408,6 +553,110 @@ class AgentStateMachine(RuleBasedStateMachine):
         assert reply is None, "a commit on a moved state was accepted"
         self._assert_not_committed(key)
         self._took_effect(key, req, self.deliver(req, key))  # invoked again: runs on the new state
+
+    @precondition(lambda self: self.max_steps > 0 and self._can_send())
+    @rule(data=st.data(), when=_WHEN)
+    def crash_between_steps(self, data: st.DataObject, when: Literal["before", "after"]) -> None:
+        """The process dies at a progress write of a turn (the k-th: a step's intent or result,
+        before or after it landed): a fresh instance replays the steps whose result landed and
+        runs the others; the turn takes effect once (checked by the invariants)."""
+        writes = data.draw(st.integers(0, 2 * self.max_steps), label="writes before the crash")
+        self._send_until_fired(data, Fault("append", when, "crash", skip=writes))
+
+    @precondition(lambda self: self.paused is None and self.interrupting_requests() is not None)
+    @rule(data=st.data())
+    def invoke_interrupting_request(self, data: st.DataObject) -> None:
+        """A turn that interrupts raises Interrupted and takes no effect until resumed."""
+        strategy = self.interrupting_requests()
+        assert strategy is not None
+        req = data.draw(strategy, label="interrupting request")
+        key = uuid.uuid4().hex
+        self._enter()
+        try:
+            reply = self.deliver(req, key)
+        except Interrupted as exc:
+            self.paused = Paused(key, req, exc.payload)
+            self._assert_not_committed(key)
+            return
+        self._resumed_took_effect(key, req, [], reply)  # it chose not to interrupt
+
+    @precondition(lambda self: self.paused is not None)
+    @rule(data=st.data(), when=_WHEN)
+    def resume_paused_turn(self, data: st.DataObject, when: Literal["before", "after"]) -> None:
+        """The paused turn resumed with an answer (its process dying at one of the resumed
+        turn's writes, sometimes): it completes once, or pauses at its next interrupt."""
+        paused = self.paused
+        assert paused is not None
+        answer = data.draw(self.answers(), label="answer")
+        crash_at = data.draw(
+            st.none() | st.integers(0, 2 * self.max_steps + 1), label="writes before a crash"
+        )
+        self._enter()
+        pending = self.stored().pending_interrupt_json()
+        assert pending is not None and pending["idempotency_key"] == paused.key
+        if crash_at is not None:
+            self.faults.inject(Fault("append", when, "crash", skip=crash_at))
+        try:
+            envelope = self.deliver_data(
+                encode_resume(paused.key, int(pending["index"]), answer), paused.key
+            )
+        except Interrupted as exc:
+            paused.answers.append(answer)
+            paused.payload = exc.payload
+            self._assert_not_committed(paused.key)
+            return
+        finally:
+            self.faults.disarm()
+        reply = self.agent.reply_type.model_validate(envelope.reply)
+        self.paused = None
+        self._resumed_took_effect(paused.key, paused.request, [*paused.answers, answer], reply)
+
+    @precondition(lambda self: self.paused is not None)
+    @rule()
+    def drop_paused_turn(self) -> None:
+        """cancel() drops the paused turn: it never takes effect; the session serves again."""
+        paused = self.paused
+        assert paused is not None
+        self._enter()
+        self.deliver_data(encode_drop(paused.key), paused.key)
+        self.paused = None
+        self._assert_not_committed(paused.key)
+        assert paused.key not in self.stored().journal.turns
+
+    @precondition(lambda self: self.paused is not None)
+    @rule()
+    def retry_paused_key(self) -> None:
+        """The paused key sent again raises Interrupted with its payload and writes nothing."""
+        paused = self.paused
+        assert paused is not None
+        self._enter()
+        version = self.stored().version
+        try:
+            self.deliver(paused.request, paused.key)
+        except Interrupted as exc:
+            assert exc.payload == paused.payload
+        else:
+            raise AssertionError(f"the paused key {paused.key} was answered")
+        assert self.stored().version == version
+
+    @precondition(
+        lambda self: self.paused is not None and (self.requests() is not None or self.history)
+    )
+    @rule(data=st.data())
+    def invoke_while_paused(self, data: st.DataObject) -> None:
+        """A new invocation while a turn waits is refused (InvalidStateError), writing nothing."""
+        strategy = self.requests()
+        if strategy is None:
+            strategy = st.sampled_from([req for _, req, _ in self.history])
+        self._assert_refused_while_paused(data.draw(strategy, label="request"), uuid.uuid4().hex)
+
+    def _resumed_took_effect(
+        self, key: str, req: BaseModel, answers: list[Any], reply: Any
+    ) -> None:
+        expected = self.apply_resumed(self.model, req, answers)
+        if expected is not None:
+            assert reply == expected, f"reply {reply!r} != model {expected!r}"
+        self.history.append((key, req, reply))
 
     # -- invariants -------------------------------------------------------------------------
 
@@ -421,6 +670,21 @@ class AgentStateMachine(RuleBasedStateMachine):
         """The journal's keys are the turns that took effect, each once, in order: no fork."""
         keys = [k for k in self.stored().committed_keys() if not k.startswith("~")]
         assert keys == [key for key, _, _ in self.history]
+
+    @invariant()
+    def no_step_ran_again(self) -> None:
+        """No turn recorded a step's intent or result twice, nor answered an interrupt twice."""
+        assert not self.progress.repeated()
+
+    @invariant()
+    def pending_interrupt_is_the_paused_turn(self) -> None:
+        """The session's pending interrupt is the machine's paused turn (or none)."""
+        pending = self.stored().pending_interrupt_json()
+        if self.paused is None:
+            assert pending is None, f"an interrupt is pending: {pending}"
+        else:
+            assert pending is not None and pending["idempotency_key"] == self.paused.key
+            assert pending["payload"] == self.paused.payload
 
     def teardown(self) -> None:
         self.faults.disarm()

@@ -25,8 +25,11 @@ from flame_agents.agent.testing_support import (
     StateHandle,
     StateStore,
     create_state,
+    encode_drop,
     encode_request,
+    encode_resume,
 )
+from flame_agents.errors import InvalidStateError
 
 if TYPE_CHECKING:
     from flame_agents.testing._agent_machine import AgentStateMachine
@@ -37,12 +40,18 @@ C = TypeVar("C", bound=ContextModel)
 
 
 class AgentHarness(Generic[C]):
-    """One agent session served in-process: ``invoke`` and ``context`` like an AgentSession.
+    """One agent session served in-process: ``invoke``, ``resume``, ``cancel`` and ``context``
+    like an AgentSession.
 
     ``chunk`` and ``compact_every`` default to the production values; tests make them small to
     exercise sealing and compaction with few invocations. ``store`` defaults to a fresh
     in-memory store; the session's state object is created in it as ``AgentSession`` creates
-    one (initial histories sealed into chunks).
+    one (initial histories sealed into chunks), unless ``state_key`` names one that exists in
+    ``store`` (another harness's :attr:`key`: e.g. a newer version of the agent taking over a
+    session, to test migrations).
+
+    Errors reach the test as the instance raises them (``Interrupted`` with its ``payload``,
+    ``InvalidStateError``, ...), not wrapped in a task failure.
     """
 
     def __init__(
@@ -55,6 +64,7 @@ class AgentHarness(Generic[C]):
         app: str = "test-agent",
         chunk: int = DEFAULT_CHUNK,
         compact_every: int = DEFAULT_COMPACT_EVERY,
+        state_key: str | None = None,
     ) -> None:
         self.agent = agent
         self.context_type: type[C] = agent.context_type  # type: ignore[assignment]
@@ -62,8 +72,11 @@ class AgentHarness(Generic[C]):
         self.session_id = session_id
         self.app = app
         self.compact_every = compact_every
-        start = ctx if ctx is not None else self.context_type()
-        self.key = create_state(self.store, f"{app}/{session_id}", start, chunk=chunk)
+        if state_key is not None:
+            self.key = state_key
+        else:
+            start = ctx if ctx is not None else self.context_type()
+            self.key = create_state(self.store, f"{app}/{session_id}", start, chunk=chunk)
         self._handler: AgentHandler | None = None
 
     @property
@@ -85,6 +98,30 @@ class AgentHarness(Generic[C]):
         data = encode_request(key, req.model_dump(mode="json"))
         envelope = self.handler.invoke(data)
         return self.agent.reply_type.model_validate(envelope.reply)
+
+    def pending_interrupt(self) -> dict[str, Any] | None:
+        """The turn waiting for an answer, as ``AgentSession.pending_interrupt()`` gives it:
+        ``{"idempotency_key", "index", "payload"}``, or None."""
+        return self.state().pending_interrupt_json()
+
+    def resume(self, answer: Any) -> Any:
+        """Answer the paused turn with ``answer`` (JSON or a model) and run it on; returns its
+        reply (raises ``Interrupted`` again when it pauses at a later interrupt)."""
+        pending = self.pending_interrupt()
+        if pending is None:
+            raise InvalidStateError(f"session {self.session_id} has no turn waiting for an answer")
+        if isinstance(answer, BaseModel):
+            answer = answer.model_dump(mode="json")
+        data = encode_resume(str(pending["idempotency_key"]), int(pending["index"]), answer)
+        envelope = self.handler.invoke(data)
+        return self.agent.reply_type.model_validate(envelope.reply)
+
+    def cancel(self) -> None:
+        """Drop the turn waiting for an answer, as ``AgentSession.cancel()`` does (no-op when
+        there is none)."""
+        pending = self.pending_interrupt()
+        if pending is not None:
+            self.handler.invoke(encode_drop(str(pending["idempotency_key"])))
 
     def context(self) -> C:
         """The context as a fresh reader sees it (materialized from the store)."""
