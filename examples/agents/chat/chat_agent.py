@@ -13,7 +13,7 @@ delay, ``CHAT_TOKEN_DELAY`` seconds, and asks for ``send_email`` when the messag
 ``CHAT_API_BASE`` (e.g. ``https://api.openai.com/v1``) is set, with ``CHAT_API_KEY`` and
 ``CHAT_MODEL`` (default ``gpt-4o-mini``). Only the last ``CHAT_WINDOW`` messages are sent, and
 only the history chunks holding them are read. The outbox is a JSON-lines file standing in for a
-mail server: ``CHAT_OUTBOX``, default ``flame-agents-chat-outbox.jsonl`` in the temp folder.
+mail server: ``CHAT_OUTBOX``, default ``outbox.jsonl`` next to this file.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -166,8 +165,9 @@ def model_from_env() -> Model:
 
 
 def outbox_path() -> Path:
-    """Where ``send_email`` delivers: ``CHAT_OUTBOX``, or a file in the temp folder."""
-    default = Path(tempfile.gettempdir()) / "flame-agents-chat-outbox.jsonl"
+    """Where ``send_email`` delivers: ``CHAT_OUTBOX``, or ``outbox.jsonl`` next to this file
+    (not the temp folder: each instance gets a temp folder of its own)."""
+    default = Path(__file__).resolve().parent / "outbox.jsonl"
     return Path(os.environ.get("CHAT_OUTBOX") or default)
 
 
