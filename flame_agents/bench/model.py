@@ -138,7 +138,7 @@ class Profile:
             history_sizes=(10, 200),
             agent_turns=3,
             step_history_sizes=(10, 200),
-            steps_per_turn=5,
+            steps_per_turn=10,
             cache_sizes=(100, 64 * 1024, 1024 * 1024),
             cache_ops=3,
         )
