@@ -25,7 +25,7 @@ from flame_agents.bench.model import Profile, Row, Skip
 from flame_agents.bench.procs import rss_mib
 from flame_agents.bench.progress import Progress
 
-__all__ = ["BenchContext", "Scenario", "SuiteResult", "run_suite"]
+__all__ = ["BenchContext", "Scenario", "SuiteResult", "app_spec", "run_suite"]
 
 
 class Scenario(Protocol):
@@ -116,16 +116,7 @@ class BenchContext:
             from flame_agents import core
 
             self.runtime()
-            attrs: dict[str, Any] = {
-                "command": sys.executable,
-                "arguments": ["-m", module],
-                # Children must import this very flame_agents, wherever the suite runs from.
-                "environments": {
-                    "PYTHONPATH": os.pathsep.join(p for p in sys.path if os.path.isdir(p))
-                },
-            }
-            attrs.update(spec)
-            core.register_application(name, attrs)
+            core.register_application(name, app_spec(module, **spec))
             self._apps.add(name)
         return name
 
@@ -156,6 +147,18 @@ class BenchContext:
     def close(self) -> None:
         """Stop everything started for the run (runtime, instances, baselines, Ray)."""
         self.stack.close()
+
+
+def app_spec(module: str, **spec: Any) -> dict[str, Any]:
+    """The application attributes of ``python -m module`` run by this interpreter."""
+    attrs: dict[str, Any] = {
+        "command": sys.executable,
+        "arguments": ["-m", module],
+        # Children must import this very flame_agents, wherever the suite runs from.
+        "environments": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if os.path.isdir(p))},
+    }
+    attrs.update(spec)
+    return attrs
 
 
 def _missing(requires: Iterable[str]) -> str | None:

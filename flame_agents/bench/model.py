@@ -113,6 +113,10 @@ class Profile:
     """Agent history lengths (messages) at which turn latency is measured."""
     agent_turns: int
     """Turns measured per history size."""
+    step_history_sizes: tuple[int, ...] = (10, 50_000)
+    """History lengths (messages) at which the cost of one durable step is measured."""
+    steps_per_turn: int = 20
+    """No-op durable steps per measured turn (compared with the same turn without steps)."""
     cache_sizes: tuple[int, ...] = field(default=(100, 64 * 1024, 4 * 1024 * 1024))
     cache_ops: int = 20
     """Operations per arm, size and round in the cache scenario."""
@@ -135,6 +139,8 @@ class Profile:
             cold_starts=1,
             history_sizes=(10, 200),
             agent_turns=3,
+            step_history_sizes=(10, 200),
+            steps_per_turn=10,
             cache_sizes=(100, 64 * 1024, 1024 * 1024),
             cache_ops=3,
             stream_items=2_000,
@@ -156,6 +162,8 @@ class Profile:
             cold_starts=5,
             history_sizes=(10, 1_000, 50_000),
             agent_turns=20,
+            step_history_sizes=(10, 50_000),
+            steps_per_turn=20,
             cache_ops=20,
         )
 

@@ -135,26 +135,51 @@ def reopen_echo_session(ctx: DemoContext) -> None:
 # -- the agent examples -------------------------------------------------------------------------
 
 
+class _Indented(io.TextIOBase):
+    """A client's stdout in the demo: indented under the step title, written as it comes, so
+    streamed tokens show while the agent produces them."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self.line_start = True
+        """Whether the last write ended its line."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        for piece in text.splitlines(keepends=True):
+            if self.line_start:
+                self._out.write("    ")
+            self._out.write(piece)
+            self.line_start = piece.endswith("\n")
+        self._out.flush()
+        return len(text)
+
+
 def _run_example_client(ctx: DemoContext, folder: str) -> None:
     """Register ``examples/agents/<folder>``'s app YAML, then run its ``client.py`` as a user
-    would (its folder first on ``sys.path``), showing what it prints."""
+    would (its folder first on ``sys.path``), showing what it prints as it prints it."""
     example = ctx.examples / "agents" / folder
     (yaml_file,) = sorted(example.glob("*-agent.yaml"))
     ctx.flmctl("register", "-f", ctx.relative(yaml_file))
     ctx.say(f"$ python {ctx.relative(example / 'client.py')}")
-    out = io.StringIO()
+    out = _Indented(sys.stdout)
     sys.path.insert(0, str(example))
     try:
         with contextlib.redirect_stdout(out):
             runpy.run_path(str(example / "client.py"), run_name="__main__")
     finally:
         sys.path.remove(str(example))
-        for line in out.getvalue().splitlines():
-            ctx.say(line)
+        if not out.line_start:
+            print(flush=True)
 
 
 def chat_agent(ctx: DemoContext) -> None:
-    """A typed chat agent: turns, stored history, reopened by id."""
+    """A typed chat agent: answers streamed token by token as the model writes them
+    (``turn.emit`` in a ``turn.step``), an email sent only after a human said yes
+    (``turn.interrupt``, then ``AgentSession.resume`` from another client), stored history,
+    the session reopened by id."""
     _run_example_client(ctx, "chat")
 
 
@@ -167,7 +192,10 @@ STEPS: list[Step] = [
     Step("register the echo service (examples/agents/echo/echo-app.yaml)", register_echo),
     Step("invoke echo twice in one session: the count grows", invoke_echo_twice),
     Step("reopen the session by id and read its context", reopen_echo_session),
-    Step("chat agent (examples/agents/chat): typed context and history", chat_agent),
+    Step(
+        "chat agent (examples/agents/chat): streamed tokens, a pause for approval, history",
+        chat_agent,
+    ),
     Step("crawler agent (examples/agents/crawler): a crawl kept in the session", crawler_agent),
 ]
 """The demo, in order. Append a :class:`Step` to add a scenario."""
@@ -243,6 +271,9 @@ def run_demo(steps: list[Step] | None = None) -> int:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="flame-agents-demo-") as tmp,
+            # The chat example's email tool delivers to this file (its instances inherit the
+            # runtime's environment), so the demo leaves no outbox behind.
+            _patched_environ({"CHAT_OUTBOX": str(Path(tmp) / "chat-outbox.jsonl")}),
             demo_runtime(Path(tmp) / "home") as info,
         ):
             print(f"==> embedded runtime at {info.endpoint} (home {info.home})", flush=True)
@@ -264,9 +295,10 @@ def add_parser(verbs: Any) -> None:
     """Add ``demo`` to the sub-parsers ``verbs``."""
     p = verbs.add_parser(
         "demo",
-        help="run the echo service demo on a temporary embedded runtime",
+        help="run the demo of the examples on a temporary embedded runtime",
         description="Start a throw-away embedded runtime (temporary home), register the echo "
         "example, invoke it twice in one session, reopen the session by id and print its "
-        "context, then stop everything.",
+        "context; run the chat agent (streamed tokens, a pause for approval) and the crawler "
+        "agent; then stop everything.",
     )
     p.set_defaults(func=_cmd_demo)

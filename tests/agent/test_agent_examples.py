@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flame_agents import core
+from flame_agents import Interrupted, InvalidStateError, core
 from flame_agents.agent import AgentSession
+from flame_agents.agent._envelope import encode_resume
+from flame_agents.agent._state import StateHandle
+from flame_agents.agent._store import CacheStore
 from flame_agents.agent.cli_support import (
     application_schema,
     describe_agent_state,
@@ -30,7 +36,7 @@ CHAT = ROOT / "examples" / "agents" / "chat"
 CRAWLER = ROOT / "examples" / "agents" / "crawler"
 sys.path[:0] = [str(CHAT), str(CRAWLER)]
 
-from chat_agent import Ask, ChatAgent, ChatContext  # noqa: E402
+from chat_agent import Ask, ChatAgent, ChatContext, LocalModel, Message, Outbox  # noqa: E402
 from crawler_agent import Crawl, CrawlContext, CrawlerAgent  # noqa: E402
 from demo_site import DemoSite  # noqa: E402
 
@@ -89,17 +95,18 @@ def test_describe_agent_state_reads_without_user_classes() -> None:
     assert view["context"]["system_prompt"] == "x"
     assert view["context"]["messages"]["length"] == 2
     assert view["context"]["messages"]["last"][0]["role"] == "assistant"
-    assert view["version"] == 2 and view["patches"] == 1 and view["bytes"] > 0
+    # The turn wrote three patches: its model step's intent and result, then its commit.
+    assert view["version"] == 4 and view["patches"] == 3 and view["bytes"] > 0
     assert describe_agent_state(None) is None
 
 
-def _register(rt: LocalRuntime, yaml_path: Path) -> None:
+def _register(rt: LocalRuntime, yaml_path: Path, env: dict[str, str] | None = None) -> None:
     (doc,) = load_app_file(yaml_path)
     # PYTHONPATH: the examples import `flame_agents` from this checkout.
     spec: dict[str, Any] = {
         **doc.spec,
         "command": sys.executable,
-        "environments": {"PYTHONPATH": str(ROOT)},
+        "environments": {"PYTHONPATH": str(ROOT), **(env or {})},
     }
     spec["schema"] = schema_for_labels(spec.get("labels", ()), working_directory=yaml_path.parent)
     core.register_application(doc.name, spec)
@@ -171,3 +178,132 @@ def test_chat_agent_uses_an_openai_compatible_endpoint(monkeypatch: pytest.Monke
         {"role": "system", "content": "sys"},
         {"role": "user", "content": "hello"},
     ]
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Outbox:
+    """The chat example's outbox in a temp folder, and a model that does not wait per token."""
+    path = tmp_path / "outbox.jsonl"
+    monkeypatch.setenv("CHAT_OUTBOX", str(path))
+    monkeypatch.setenv("CHAT_TOKEN_DELAY", "0")
+    return Outbox(path)
+
+
+def test_local_model_streams_the_words_of_its_answer() -> None:
+    """The local model hands out its answer word by word; the words make the whole text."""
+    tokens: list[str] = []
+    window = [Message(role="user", text="hi there")]
+    completion = LocalModel(delay=0).complete("sys", window, tokens.append)
+    assert len(tokens) > 3 and "".join(tokens) == completion.text
+    assert completion.tool is None
+    asked = LocalModel(delay=0).complete("", [Message(role="user", text="email a@b.c: yo")], print)
+    assert asked.tool is not None and asked.tool.args == {"to": "a@b.c", "body": "yo"}
+
+
+class _Died(BaseException):
+    """Stands for the process dying at a chosen point (nothing after it runs)."""
+
+
+def test_chat_send_that_died_after_delivering_is_reconciled_not_sent_again(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn whose process died right after the email went out, before the step's result was
+    recorded: the re-run asks reconcile with the step's key, finds the email, sends no other."""
+    deliver = Outbox.send
+    found: list[tuple[str, str | None]] = []
+    find = Outbox.find
+
+    def send_then_die(self: Outbox, to: str, body: str, *, key: str) -> str:
+        deliver(self, to, body, key=key)
+        raise _Died
+
+    def spy_find(self: Outbox, key: str) -> str | None:
+        found.append((key, find(self, key)))
+        return found[-1][1]
+
+    with AgentHarness(ChatAgent, ChatContext()) as h:
+        with pytest.raises(Interrupted) as pause:
+            h.invoke(Ask(text="email bob@example.com: lunch?"), idempotency_key="t1")
+        assert pause.value.payload["tool"]["name"] == "send_email"
+        monkeypatch.setattr(Outbox, "send", send_then_die)
+        with pytest.raises(_Died):
+            h.handler.invoke(encode_resume("t1", 0, {"yes": True}))
+        h.crash()
+        monkeypatch.setattr(Outbox, "find", spy_find)
+        reply = h.handler.invoke(encode_resume("t1", 0, {"yes": True})).reply
+        messages = h.context().messages.tolist()
+    (email,) = outbox.emails()
+    assert found == [(email["key"], email["id"])]  # asked once, by the key the send was given
+    assert reply["text"].endswith(f"(sent as {email['id']})")
+    assert [m.role for m in messages] == ["user", "assistant"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_chat_approval_pauses_the_turn_until_a_human_answers(outbox: Outbox) -> None:
+    """An email request raises Interrupted with the question; the session refuses other turns
+    until it is answered; a no sends nothing, a yes (from another client of the session) sends
+    one email and the turn commits."""
+    with LocalRuntime() as rt:
+        _register(rt, CHAT / "chat-agent.yaml", {"CHAT_OUTBOX": str(outbox.path)})
+        s = AgentSession("chat-agent", ctx=ChatContext(), agent=ChatAgent)
+        with pytest.raises(Interrupted) as pause:
+            s.invoke(Ask(text="email bob@example.com: lunch at noon?"))
+        assert pause.value.payload["question"] == "send this email to bob@example.com?"
+        pending = s.pending_interrupt()
+        assert pending is not None and pending["payload"] == pause.value.payload
+        with pytest.raises(InvalidStateError, match="waiting for an answer"):
+            s.invoke(Ask(text="hello"))
+        declined = AgentSession(session_id=s.id(), agent=ChatAgent).resume({"yes": False})
+        assert declined.text.endswith("(not sent)") and outbox.emails() == []
+        with pytest.raises(Interrupted):
+            s.invoke(Ask(text="email ann@example.com: see you"))
+        sent = AgentSession(session_id=s.id(), agent=ChatAgent).resume({"yes": True})
+        (email,) = outbox.emails()
+        assert email["to"] == "ann@example.com" and email["body"] == "see you"
+        assert sent.text.endswith(f"(sent as {email['id']})") and sent.turns == 2
+        assert s.pending_interrupt() is None
+        assert len(s.context().messages) == 4
+        s.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_chat_instance_killed_inside_the_send_sends_once(outbox: Outbox) -> None:
+    """kill -9 of the instance while its send waits for the outbox: the re-run finds the send's
+    intent and no result, reconcile finds no email with the step's key, and it sends once."""
+    with LocalRuntime() as rt:
+        _register(rt, CHAT / "chat-agent.yaml", {"CHAT_OUTBOX": str(outbox.path)})
+        s = AgentSession("chat-agent", ctx=ChatContext(), agent=ChatAgent)
+        with pytest.raises(Interrupted):
+            s.invoke(Ask(text="email bob@example.com: lunch?"), idempotency_key="t1")
+        replies: list[Any] = []
+        state = StateHandle(CacheStore(s.ref.endpoint), s.ref.key, ChatContext)
+        with outbox.path.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # the send blocks on the outbox's lock
+            resume = threading.Thread(target=lambda: replies.append(s.resume({"yes": True})))
+            resume.start()
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    state.refresh()
+                    progress = state.journal.turns.get("t1")
+                    if progress is not None and "send_email" in progress.intents:
+                        break
+                    time.sleep(0.05)
+                else:
+                    pytest.fail("the send never started")
+                pids = rt.instance_pids()
+                assert pids, "no instance is sending"
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+            finally:
+                fcntl.flock(held, fcntl.LOCK_UN)
+                resume.join(120)
+        assert not resume.is_alive()
+        (email,) = outbox.emails()
+        (reply,) = replies
+        assert reply.text.endswith(f"(sent as {email['id']})")
+        s.close()

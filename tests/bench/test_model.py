@@ -64,3 +64,30 @@ def test_table_lists_rows_skips_and_failures() -> None:
     assert "skipped: ray-actor baseline" in text
     assert "FAILED: cache: CacheError: boom" in text
     assert "| scenario |" in format_table(result, markdown=True)
+
+
+def test_durable_step_reports_noise_as_not_measured_rather_than_a_negative_cost() -> None:
+    """Per-step cost is the p50 difference over the step count; when noise makes it zero or
+    negative the scenario records a skip instead of a row, and a baseline likewise."""
+    import io
+
+    from flame_agents.bench.harness import BenchContext
+    from flame_agents.bench.model import Profile
+    from flame_agents.bench.progress import Progress
+    from flame_agents.bench.scenarios.durable_step import DurableStep, per_step
+
+    assert per_step([0.030, 0.032], [0.010, 0.012], 10) == pytest.approx(0.002)
+    ctx = BenchContext(Profile.quick(), Progress(1, stream=io.StringIO()), use_ray=False)
+    scenario = DurableStep()
+    fine = {"ours": [0.03], "ours-0": [0.01], "dbos": [0.05], "dbos-0": [0.01]}
+    row = scenario._step_row(ctx, "step", fine, 10, "dbos-sqlite")
+    assert row is not None and row.value == pytest.approx(2.0) and row.ratio == pytest.approx(0.5)
+    noisy_dbos = {**fine, "dbos": [0.01], "dbos-0": [0.02]}
+    row = scenario._step_row(ctx, "step", noisy_dbos, 10, "dbos-sqlite")
+    assert row is not None and row.baseline_name is None
+    assert scenario._step_row(ctx, "step", {"ours": [0.01], "ours-0": [0.02]}, 10, "x") is None
+    assert [s.what for s in ctx.skips] == [
+        "durable_step step dbos-sqlite",
+        "durable_step step",
+    ]
+    ctx.close()

@@ -28,14 +28,15 @@ def _processes_under(folder: Path) -> list[psutil.Process]:
 
 
 def test_demo_runs_the_echo_story_and_leaves_nothing_behind() -> None:
-    """The demo prints HELLO with counts 1 then 2 and the context, exits 0, and stops every
-    process and removes every folder it created, without touching FLAME_AGENTS_HOME."""
+    """The demo prints HELLO with counts 1 then 2 and the context, runs the chat agent through
+    its approval pause, exits 0, and stops every process and removes every folder (and file)
+    it created, without touching FLAME_AGENTS_HOME."""
     with tempfile.TemporaryDirectory(prefix="fa-demo-") as tmp:
         tmpdir = Path(tmp) / "tmp"
         tmpdir.mkdir()
         user_home = Path(tmp) / "user-home"
         env = {**os.environ, "TMPDIR": str(tmpdir), "FLAME_AGENTS_HOME": str(user_home)}
-        for key in ("FLAME_ENDPOINT", "FLAME_CACHE_ENDPOINT"):
+        for key in ("FLAME_ENDPOINT", "FLAME_CACHE_ENDPOINT", "CHAT_OUTBOX"):
             env.pop(key, None)
         try:
             done = subprocess.run(
@@ -53,6 +54,9 @@ def test_demo_runs_the_echo_story_and_leaves_nothing_behind() -> None:
             assert first < second
             assert "context: ['hello', 'hello']" in out[second:]
             assert "registered echo-app" in out
+            chat = out.index("chat agent (examples/agents/chat)")
+            asked = out.index("agent asks: send this email to bob@example.com?", chat)
+            assert "outbox: msg-" in out[asked:] and "(sent as msg-" in out[asked:]
             assert not user_home.exists()  # the user's runtime home was not touched
             assert list(tmpdir.iterdir()) == []  # temp home (and any socket folder) removed
             assert _processes_under(Path(tmp)) == []

@@ -1,22 +1,55 @@
-"""Talk to the chat agent: a session, a few turns, its context, then reopen it by id.
+"""Talk to the chat agent: answers streamed token by token, an email sent only after a human
+approved it, the stored conversation, and the session reopened by id.
 
 Run after registering the app: ``flame-agents register -f chat-agent.yaml``.
 """
 
 from __future__ import annotations
 
-from chat_agent import Ask, ChatAgent, ChatContext
+from typing import Any
 
-from flame_agents import AgentSession
+from chat_agent import Answer, Ask, ChatAgent, ChatContext, Outbox, Token, outbox_path
+
+from flame_agents import AgentSession, Interrupted
+
+
+def chat(s: AgentSession[ChatContext], text: str) -> Answer:
+    """One turn, its tokens printed as the model writes them."""
+    print(f"> {text}")
+    stream: Any = getattr(s, "stream", None)
+    if stream is None:  # a flame-agents without AgentSession.stream: the whole answer at once
+        answer: Answer = s.invoke(Ask(text=text))
+        print(answer.text)
+        return answer
+    tokens = stream(Ask(text=text))
+    for item in tokens:
+        print(Token.model_validate(item).text, end="", flush=True)
+    print()
+    reply: Answer = tokens.reply
+    return reply
 
 
 def main() -> None:
     with AgentSession(
         "chat-agent", ctx=ChatContext(system_prompt="be brief"), agent=ChatAgent
     ) as s:
-        for text in ("hello", "what is a session?", "thanks"):
-            answer = s.invoke(Ask(text=text))
-            print(f"turn {answer.turns}: {answer.text}")
+        for text in ("hello", "what is a session?"):
+            answer = chat(s, text)
+            print(f"  (turn {answer.turns})")
+
+        request = "email bob@example.com: lunch at noon?"
+        print(f"> {request}")
+        try:
+            answer = s.invoke(Ask(text=request))
+        except Interrupted as pause:
+            # The turn is paused durably in the session: any process may answer it, later.
+            print(f"agent asks: {pause.payload['question']} (yes)")
+            later = AgentSession(session_id=s.id(), agent=ChatAgent)
+            answer = later.resume({"yes": True})
+        print(f"{answer.text}  (turn {answer.turns})")
+        sent = Outbox(outbox_path()).emails()[-1]
+        print(f"outbox: {sent['id']} to {sent['to']}: {sent['body']!r}")
+
         stored = s.context()
         print(f"{len(stored.messages)} messages stored in session {s.id()}")
         again = AgentSession(session_id=s.id(), agent=ChatAgent)

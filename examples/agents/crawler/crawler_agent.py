@@ -1,9 +1,13 @@
 """A crawler agent: the session keeps the frontier, the visited set and the extracted pages.
 
-Each invocation crawls the next ``max_pages`` pages and commits what it learned as one patch,
-so a crawl survives the loss of its instance or of the runtime: a retried invocation either
-finds its commit (and returns the recorded reply) or crawls the same pages again from the
-stored frontier. Every page ends up in the context exactly once.
+Each invocation crawls the next ``max_pages`` pages and commits what it learned as one patch.
+Every fetch is a durable step (``turn.step(f"fetch:{url}", ...)``): its result is in the
+session's journal before the crawl goes on. So a crawl survives the loss of its instance or of
+the runtime without fetching a page twice: the retried invocation either finds its commit (and
+returns the recorded reply) or runs again from the stored frontier, getting the pages fetched
+so far from the journal. Only the fetch that was in flight when the process died runs again (a
+GET has no effect to reconcile, and its response died with the process). Every page ends up in
+the context exactly once.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from html.parser import HTMLParser
 
 from pydantic import BaseModel, Field
 
-from flame_agents import Agent, ContextModel, History
+from flame_agents import Agent, ContextModel, History, Turn
 
 
 class Page(BaseModel):
@@ -73,14 +77,28 @@ class _Links(HTMLParser):
             self.title += data
 
 
-def fetch(url: str, *, timeout: float = 10.0) -> tuple[str, list[str], int]:
-    """``(title, absolute links, size)`` of the HTML page at ``url``."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        body = response.read()
+class Fetched(BaseModel):
+    """One fetch, as recorded in the journal: the page's title, absolute links and size, or
+    the error that stopped it."""
+
+    title: str = ""
+    links: list[str] = Field(default_factory=list)
+    size: int = 0
+    error: str | None = None
+
+
+def fetch(url: str, *, timeout: float = 10.0) -> Fetched:
+    """Title, absolute links and size of the HTML page at ``url`` (or the error)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read()
+    except OSError as exc:
+        # Recorded like a page: a re-run of the turn sees the same error, not a second try.
+        return Fetched(error=str(exc))
     parser = _Links()
     parser.feed(body.decode("utf-8", errors="replace"))
     links = [urllib.parse.urldefrag(urllib.parse.urljoin(url, h)).url for h in parser.links]
-    return parser.title.strip(), links, len(body)
+    return Fetched(title=parser.title.strip(), links=links, size=len(body))
 
 
 class CrawlerAgent(Agent[CrawlContext]):
@@ -92,7 +110,7 @@ class CrawlerAgent(Agent[CrawlContext]):
         if not ctx.frontier and not len(ctx.visited):
             ctx.frontier = [ctx.start_url]
 
-    def handle(self, req: Crawl, ctx: CrawlContext) -> CrawlReport:
+    def handle(self, req: Crawl, ctx: CrawlContext, turn: Turn) -> CrawlReport:
         # The visited set is rebuilt from the history: it is append-only, and a set of all
         # URLs ever queued keeps the frontier free of duplicates.
         seen = set(ctx.visited) | set(ctx.frontier)
@@ -101,13 +119,14 @@ class CrawlerAgent(Agent[CrawlContext]):
             url = ctx.frontier.pop(0)
             ctx.visited.append(url)
             fetched.append(url)
-            try:
-                title, links, size = fetch(url)
-            except OSError as exc:
-                ctx.errors[url] = str(exc)
+            # A re-run of this turn pops the same URLs from the same stored frontier, so it
+            # finds each page it fetched before in the journal.
+            page: Fetched = turn.step(f"fetch:{url}", fetch, url)
+            if page.error is not None:
+                ctx.errors[url] = page.error
                 continue
-            ctx.pages.append(Page(url=url, title=title, links=len(links), size=size))
-            for link in links:
+            ctx.pages.append(Page(url=url, title=page.title, links=len(page.links), size=page.size))
+            for link in page.links:
                 if link.startswith(ctx.scope) and link not in seen:
                     seen.add(link)
                     ctx.frontier.append(link)

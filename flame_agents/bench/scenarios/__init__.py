@@ -12,6 +12,7 @@ def all_scenarios() -> list[Scenario]:
     from flame_agents.bench.scenarios.agent_turn import AgentTurn
     from flame_agents.bench.scenarios.cache import CacheOps
     from flame_agents.bench.scenarios.cold_start import ColdStart
+    from flame_agents.bench.scenarios.durable_step import DurableStep
     from flame_agents.bench.scenarios.invoke import NoopInvoke, WarmInvoke
     from flame_agents.bench.scenarios.memory import ResidentMemory
     from flame_agents.bench.scenarios.sessions import ManySessions
@@ -27,5 +28,6 @@ def all_scenarios() -> list[Scenario]:
         CacheOps(),
         AgentTurn(),
         TurnStreams(),
+        DurableStep(),
         ResidentMemory(),
     ]
