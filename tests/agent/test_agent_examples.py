@@ -36,7 +36,7 @@ CHAT = ROOT / "examples" / "agents" / "chat"
 CRAWLER = ROOT / "examples" / "agents" / "crawler"
 sys.path[:0] = [str(CHAT), str(CRAWLER)]
 
-from chat_agent import Ask, ChatAgent, ChatContext, LocalModel, Message, Outbox  # noqa: E402
+from chat_agent import Ask, ChatAgent, ChatContext, LocalModel, Message, Outbox, Token  # noqa: E402
 from crawler_agent import Crawl, CrawlContext, CrawlerAgent  # noqa: E402
 from demo_site import DemoSite  # noqa: E402
 
@@ -241,6 +241,20 @@ def test_chat_send_that_died_after_delivering_is_reconciled_not_sent_again(
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+def test_chat_streams_the_tokens_of_its_answer_in_order(outbox: Outbox) -> None:
+    """s.stream(): the model's tokens arrive as Token models while the turn runs, in order,
+    and join to the reply's text; the turn commits once."""
+    with LocalRuntime() as rt:
+        _register(rt, CHAT / "chat-agent.yaml", {"CHAT_OUTBOX": str(outbox.path)})
+        with AgentSession("chat-agent", ctx=ChatContext(), agent=ChatAgent) as s:
+            stream = s.stream(Ask(text="tell me about sessions"))
+            tokens = list(stream)
+            answer = stream.reply
+            assert len(tokens) > 3 and all(isinstance(t, Token) for t in tokens)
+            assert "".join(t.text for t in tokens) == answer.text
+            assert answer.turns == 1 and len(s.context().messages) == 2
+
+
 def test_chat_approval_pauses_the_turn_until_a_human_answers(outbox: Outbox) -> None:
     """An email request raises Interrupted with the question; the session refuses other turns
     until it is answered; a no sends nothing, a yes (from another client of the session) sends

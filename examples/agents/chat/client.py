@@ -6,8 +6,6 @@ Run after registering the app: ``flame-agents register -f chat-agent.yaml``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from chat_agent import Answer, Ask, ChatAgent, ChatContext, Outbox, Token, outbox_path
 
 from flame_agents import AgentSession, Interrupted
@@ -16,16 +14,11 @@ from flame_agents import AgentSession, Interrupted
 def chat(s: AgentSession[ChatContext], text: str) -> Answer:
     """One turn, its tokens printed as the model writes them."""
     print(f"> {text}")
-    stream: Any = getattr(s, "stream", None)
-    if stream is None:  # a flame-agents without AgentSession.stream: the whole answer at once
-        answer: Answer = s.invoke(Ask(text=text))
-        print(answer.text)
-        return answer
-    tokens = stream(Ask(text=text))
-    for item in tokens:
+    stream = s.stream(Ask(text=text))
+    for item in stream:  # Token models, as the agent emits them
         print(Token.model_validate(item).text, end="", flush=True)
     print()
-    reply: Answer = tokens.reply
+    reply: Answer = stream.reply
     return reply
 
 

@@ -40,9 +40,7 @@ def noop(i: int) -> int:
 class StepAgent(Agent[StepContext]):
     """``steps`` durable no-op steps per turn."""
 
-    # The base class declares handle(req, ctx); the turn parameter is an optional extension
-    # the class checks at definition, which mypy cannot see.
-    def handle(self, req: Work, ctx: StepContext, turn: Turn) -> Done:  # type: ignore[override]
+    def handle(self, req: Work, ctx: StepContext, turn: Turn) -> Done:
         """One turn."""
         for i in range(req.steps):
             turn.step(f"s{i}", noop, i)
