@@ -332,6 +332,10 @@ class AgentHandler:
         self._handler_error = None
         try:
             reply = self._call(agent.handle, *args)
+            if run.cancel_event.is_set():
+                # Cancelled while a handler that never looked finished: its turn is dropped,
+                # not committed (a cancel that arrives once the commit started changes nothing).
+                raise TurnCancelled("turn cancelled")
         except TurnInterrupted as pause:
             raise Interrupted(
                 f"turn {run.idempotency_key!r} is waiting for an answer (interrupt "

@@ -24,7 +24,9 @@ class Work(BaseModel):
     folder: str = ""
     """Where the run reports; empty: a quick turn that only counts."""
     mode: str = "quick"
-    """``emit``: emits until stopped; ``poll``: waits for ``turn.cancelled``, then steps."""
+    """``emit``: emits until stopped; ``poll``: waits for ``turn.cancelled``, then steps;
+    ``ignore``: only reads ``turn.cancelled`` (reporting it in ``<folder>/cancel-seen``) and
+    returns normally once ``<folder>/release`` exists."""
 
 
 class Counted(BaseModel):
@@ -54,6 +56,11 @@ class SyncWorker(Agent[CountContext]):
                     time.sleep(0.005)
                 (folder / "saw-cancelled").write_text("1")
                 turn.step("after", lambda: (folder / "step-ran").write_text("1") and None)
+            elif req.mode == "ignore":
+                while not (folder / "release").exists():
+                    if turn.cancelled:
+                        (folder / "cancel-seen").write_text("1")
+                    time.sleep(0.005)
         return Counted(count=ctx.count)
 
 

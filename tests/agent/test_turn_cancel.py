@@ -93,6 +93,24 @@ def test_cancel_stops_a_sync_handler_at_its_next_turn_operation(
         assert_unchanged_then_serves(s)
 
 
+def test_a_sync_handler_that_never_looks_runs_on_and_commits_nothing(
+    rt: LocalRuntime, pool: ThreadPoolExecutor, tmp_path: Path
+) -> None:
+    """A handler that does not stop when turn.cancelled turns True (it calls no step, emit or
+    interrupt) runs to its end; its result is discarded: the caller gets Cancelled and the
+    context is unchanged."""
+    with AgentSession("sync-worker", ctx=CountContext(), agent=SyncWorker) as s:
+        running = pool.submit(s.invoke, Work(folder=str(tmp_path), mode="ignore"))
+        wait_for((tmp_path / "entered").exists, "the turn is running")
+        cancelling = pool.submit(s.cancel)
+        wait_for((tmp_path / "cancel-seen").exists, "the cancel reached the turn")
+        (tmp_path / "release").touch()
+        cancelling.result(WAIT)
+        assert_cancelled(running)
+        assert cancelled_tasks(s.id()) == 1
+        assert_unchanged_then_serves(s)
+
+
 def test_cancel_raises_cancelled_error_in_an_async_handler(
     rt: LocalRuntime, pool: ThreadPoolExecutor, tmp_path: Path
 ) -> None:
