@@ -199,7 +199,9 @@ class AgentHandler:
             return self._invoke(envelope, task_id=task_id, sink=None)
         writer = self._streams.writer(envelope.key, if_exists=resuming and not envelope.stream)
         try:
-            result = self._invoke(envelope, task_id=task_id, sink=writer.emit)
+            result = self._invoke(
+                envelope, task_id=task_id, sink=writer.emit, replayed_items=writer.replayed
+            )
         except BaseException as exc:
             writer.close(stream_outcome(exc, handler_error=self._handler_error))
             raise
@@ -207,7 +209,12 @@ class AgentHandler:
         return result
 
     def _invoke(
-        self, envelope: RequestEnvelope, *, task_id: str, sink: Callable[[Any], None] | None
+        self,
+        envelope: RequestEnvelope,
+        *,
+        task_id: str,
+        sink: Callable[[Any], None] | None,
+        replayed_items: Callable[[int], None] | None = None,
     ) -> ReplyEnvelope:
         state, agent = self._state, self._agent
         if state is None or agent is None:
@@ -237,6 +244,7 @@ class AgentHandler:
             request=request_json,
             digest=digest,
             sink=sink,
+            replayed_items=replayed_items,
             cancel_event=self._cancel_event,
         )
         reply = self._run_turn(agent, request, work, run)

@@ -107,7 +107,8 @@ class StreamWriter:
         self._on_created = on_created
         self._if_exists = if_exists
         self._cond = threading.Condition()
-        self._buffer: list[bytes] = []
+        # Encoded items, and counts of items a replayed step emitted in an earlier run.
+        self._buffer: list[bytes | int] = []
         self._buffered = 0
         self._closing = False
         self._outcome: str | None = None
@@ -150,6 +151,21 @@ class StreamWriter:
             elif len(self._buffer) == 1:
                 self._cond.notify_all()
 
+    def replayed(self, count: int) -> None:
+        """``count`` items were emitted inside a step that now replays from the journal (its
+        function does not run again): an earlier run streamed them, so they count among the
+        items of the stream this run skips, in their place in the emit order."""
+        if count <= 0:
+            return
+        with self._cond:
+            if self._closing or self._failed is not None:
+                return
+            self._buffer.append(count)
+            if self._thread is None:
+                self._start()
+            elif len(self._buffer) == 1:
+                self._cond.notify_all()
+
     def close(self, outcome: str | None, *, replayed: bool = False) -> bool:
         """Write what is buffered, then the end marker ``outcome`` (None: no end marker, the
         turn will run again); wait for it. Returns whether the stream holds everything; a
@@ -181,16 +197,17 @@ class StreamWriter:
 
     # -- the writer thread ------------------------------------------------------------------
 
-    def _next_batch(self) -> tuple[list[bytes], str | None, bool]:
+    def _next_batch(self) -> tuple[list[bytes | int], str | None, bool]:
         """Wait for items or the close; take up to MAX_BATCH_BYTES of them."""
         with self._cond:
             while not self._buffer and not self._closing:
                 self._cond.wait()
             taken, size = 0, 0
             for data in self._buffer:
-                if taken and size + len(data) > MAX_BATCH_BYTES:
+                length = 0 if isinstance(data, int) else len(data)
+                if taken and size + length > MAX_BATCH_BYTES:
                     break
-                taken, size = taken + 1, size + len(data)
+                taken, size = taken + 1, size + length
             batch = self._buffer[:taken]
             del self._buffer[:taken]
             self._buffered -= size
@@ -223,17 +240,23 @@ class StreamWriter:
     def _ref(self, seg: int) -> ObjectRef:
         return ObjectRef(self.endpoint, segment_key(self.prefix, seg), 0)
 
-    def _write(self, items: list[bytes], end: str | None) -> None:
+    def _write(self, batch: list[bytes | int], end: str | None) -> None:
         if not self._opened:
-            rest = self._open(items, end)
+            # A stream created now holds none of an earlier run's items: counts drop out.
+            rest = self._open([data for data in batch if not isinstance(data, int)], end)
             if rest is None:
                 return  # the create carried the batch
-            items = rest
-        if self._skip:
-            dropped = items[: self._skip]
-            items = items[self._skip :]
-            self._skip -= len(dropped)
-            self.skipped += len(dropped)
+        items: list[bytes] = []
+        for data in batch:
+            if isinstance(data, int):  # a replayed step's items, in the stream already
+                held = min(data, self._skip)
+                self._skip -= held
+                self.skipped += held
+            elif self._skip:
+                self._skip -= 1
+                self.skipped += 1
+            else:
+                items.append(data)
         if not items and not end:
             return
         if self._patches >= SEGMENT_PATCHES:

@@ -116,7 +116,9 @@ class TurnRun:
     """One run of one turn: its progress so far and where new records go (internal).
 
     Shared by :class:`Turn` and :class:`AsyncTurn`, which differ only in how they call the
-    step's function. ``sink`` receives emitted items (None: nobody streams this turn);
+    step's function. ``sink`` receives emitted items (None: nobody streams this turn), and
+    ``replayed_items(n)`` hears of the ``n`` items a replayed step emitted in the run that
+    recorded it (they are in the stream already; see ``StreamWriter.replayed``);
     ``cancel_event`` is set from another thread when the turn is cancelled.
     """
 
@@ -129,6 +131,7 @@ class TurnRun:
         request: Any = None,
         digest: str | None = None,
         sink: Callable[[Any], None] | None = None,
+        replayed_items: Callable[[int], None] | None = None,
         cancel_event: threading.Event | None = None,
         interrupts_allowed: bool = True,
     ) -> None:
@@ -138,6 +141,10 @@ class TurnRun:
         self.request = request
         self.digest = digest
         self.sink = sink
+        self.replayed_items = replayed_items
+        self.emitted = 0
+        """Items emitted by this run (recorded per step, so a replayed step accounts for them)."""
+        self._step_emitted = 0
         self.cancel_event = cancel_event or threading.Event()
         self.interrupts_allowed = interrupts_allowed
         self._names: set[str] = set()
@@ -176,7 +183,11 @@ class TurnRun:
         progress = self.progress
         if name in progress.steps:
             self.steps_replayed += 1
-            return True, _decode_result(progress.steps[name], name=name), False
+            recorded = progress.steps[name]
+            if self.replayed_items is not None and recorded.get("e"):
+                self.replayed_items(int(recorded["e"]))
+            return True, _decode_result(recorded, name=name), False
+        self._step_emitted = self.emitted
         return False, None, name in progress.intents
 
     def record(self, record: dict[str, Any]) -> None:
@@ -194,12 +205,15 @@ class TurnRun:
     def finish_step(self, name: str, result: Any) -> Any:
         """Record ``result`` and return it as a replay would (JSON round trip)."""
         encoded = _encode_result(result, name=name)
+        if self.emitted > self._step_emitted:  # items the step emitted (replays account them)
+            encoded["e"] = self.emitted - self._step_emitted
         self.record({"k": self.idempotency_key, "op": "result", "name": name, "value": encoded})
         self.steps_run += 1
         return _decode_result(encoded, name=name)
 
     def emit(self, item: Any) -> None:
         self.check_cancelled()
+        self.emitted += 1
         if self.sink is not None:
             self.sink(item)
 

@@ -28,6 +28,8 @@ class Emit(BaseModel):
     hold_dir: str = ""
     ask: bool = False
     """After its items, interrupt for an answer, then emit one more."""
+    in_step: bool = False
+    """Emit the items inside one durable step (a re-run replays it without emitting)."""
 
 
 class Emitted(BaseModel):
@@ -41,13 +43,16 @@ class StreamContext(ContextModel):
 
 class StreamAgent(Agent[StreamContext]):
     def handle(self, req: Emit, ctx: StreamContext, turn: Turn) -> Emitted:
-        for i in range(req.n):
-            if i == req.hold_at:
-                _hold_first_run(Path(req.hold_dir))
-            turn.emit({"i": i} if req.plain else Token(i=i, text=f"t{i}"))
-            if req.delay:
-                time.sleep(req.delay)
-        count = req.n
+        def emit_all() -> int:
+            for i in range(req.n):
+                if i == req.hold_at:
+                    _hold_first_run(Path(req.hold_dir))
+                turn.emit({"i": i} if req.plain else Token(i=i, text=f"t{i}"))
+                if req.delay:
+                    time.sleep(req.delay)
+            return req.n
+
+        count = turn.step("emit", emit_all) if req.in_step else emit_all()
         if req.ask:
             turn.interrupt({"question": "go on?"})
             turn.emit(Token(i=req.n, text="after the answer"))

@@ -119,12 +119,15 @@ def test_failed_turn_streams_its_items_then_raises(session: AgentSession[StreamC
     assert session.context().turns == 0
 
 
+@pytest.mark.parametrize("in_step", [False, True], ids=["emits", "emits-in-a-step"])
 def test_an_interrupted_turn_streams_on_after_its_resume(
-    session: AgentSession[StreamContext],
+    session: AgentSession[StreamContext], in_step: bool
 ) -> None:
     """A turn that pauses ends its stream ``interrupted`` (reply raises Interrupted); resumed,
-    it goes on in the same stream, which a stream of its key then reads whole."""
-    req = Emit(n=3, ask=True)
+    it goes on in the same stream, which a stream of its key then reads whole. Items emitted
+    inside a step that the resumed run replays count as streamed: the item after the answer
+    is not taken for one of them."""
+    req = Emit(n=3, ask=True, in_step=in_step)
     stream = session.stream(req, idempotency_key="ask")
     assert [item.i for item in stream] == [0, 1, 2]
     assert stream.outcome == "interrupted"
