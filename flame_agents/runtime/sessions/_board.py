@@ -11,8 +11,9 @@ What it keeps in memory, per session it tracks (every open session, and those th
 the runtime ran): the session row, the next task id, the counts of tasks by state (once asked
 for), the ids of Pending tasks as a heap (FIFO by id), the ids of Running tasks, and why the
 session starts no instances (if it is paused). Besides, the rows and events of the tasks written
-last, since a task is read several times per transition. Every entry is changed only after its
-write committed, so it always equals the stored row.
+last, since a task is read several times per transition (:mod:`._recent`), and the waiters of
+each task (:mod:`._watchers`). Every entry is changed only after its write committed, so it
+always equals the stored row.
 
 Transitions::
 
@@ -31,14 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 
 from flame_agents._wire import types_pb2
+from flame_agents.runtime.sessions._recent import RECENT_PAYLOAD_MAX, RECENT_TASKS, RecentTasks
 from flame_agents.runtime.sessions._rows import CREATED, EventRow, SessionRow, TaskRow
 from flame_agents.runtime.sessions._store import Store
 from flame_agents.runtime.sessions._views import BoardListener, SessionView
+from flame_agents.runtime.sessions._watchers import TaskWatchers
 from flame_agents.types import SessionState, TaskState
 
 __all__ = [
@@ -56,11 +58,6 @@ EVENT_BIND_FAILED = 1001
 EVENT_RETRY_LIMIT = 1002
 """Session event: bind failures reached the limit; the session starts no more instances."""
 
-RECENT_TASKS = 1024
-"""Tasks written last whose rows are also kept in memory."""
-RECENT_PAYLOAD_MAX = 64 * 1024
-"""Tasks with a larger input or output are read back from the database instead."""
-
 _RESTARTED = "Task returned to <Pending>: the runtime restarted"
 
 
@@ -70,8 +67,8 @@ class TaskBoard:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._views: dict[str, SessionView] = {}
-        self._recent: OrderedDict[tuple[str, int], tuple[TaskRow, list[EventRow]]] = OrderedDict()
-        self._watchers: dict[tuple[str, int], asyncio.Event] = {}
+        self._recent = RecentTasks()
+        self._watchers = TaskWatchers()
         self._listener: BoardListener | None = None
 
     def attach(self, listener: BoardListener) -> None:
@@ -120,12 +117,12 @@ class TaskBoard:
 
     def get_task(self, sid: str, tid: int) -> TaskRow | None:
         """Task ``tid`` of session ``sid``, or None."""
-        recent = self._recent.get((sid, tid))
+        recent = self._recent.get(sid, tid)
         return recent[0] if recent is not None else self._store.get_task(sid, tid)
 
     def task_events(self, sid: str, tid: int) -> list[EventRow]:
         """The task's events, oldest first."""
-        recent = self._recent.get((sid, tid))
+        recent = self._recent.get(sid, tid)
         return list(recent[1]) if recent is not None else self._store.events(sid, tid)
 
     def list_tasks(self, sid: str) -> list[TaskRow]:
@@ -145,11 +142,7 @@ class TaskBoard:
     def watch(self, sid: str, tid: int) -> asyncio.Event:
         """An event set at the next change of task ``tid`` (get it *before* reading the task:
         a change that lands in between then still sets it)."""
-        key = (sid, tid)
-        ev = self._watchers.get(key)
-        if ev is None:
-            ev = self._watchers[key] = asyncio.Event()
-        return ev
+        return self._watchers.watch(sid, tid)
 
     # -- session transitions ----------------------------------------------------------------
 
@@ -190,15 +183,15 @@ class TaskBoard:
         # A tracked session's Pending tasks are its heap: no scan when it is empty.
         cancelled, when = self._store.close_session(sid, scan=view is None or bool(view.pending))
         if view is None:
-            self._wake(sid, cancelled)
+            self._watchers.wake(sid, cancelled)
             return cancelled
         if not view.closed:
             view.row = replace(view.row, state=SessionState.CLOSED, completion_time=when)
         view.pending.clear()
         view._move(TaskState.PENDING, TaskState.CANCELLED, len(cancelled))
         for tid in cancelled:
-            self._forget(sid, tid)
-        self._wake(sid, cancelled)
+            self._recent.forget(sid, tid)
+        self._watchers.wake(sid, cancelled)
         self._tell(lambda listener: listener.session_closed(view))
         return cancelled
 
@@ -223,7 +216,7 @@ class TaskBoard:
         if event is not None:
             self._store.add_session_event(sid, EVENT_RETRY_LIMIT, event)
         view.paused = reason
-        self._wake(sid, list(view.pending))
+        self._watchers.wake(sid, list(view.pending))
 
     # -- task transitions -------------------------------------------------------------------
 
@@ -237,8 +230,8 @@ class TaskBoard:
         view.next_id = row.id + 1
         view._move(None, TaskState.PENDING)
         heapq.heappush(view.pending, row.id)
-        self._remember(row, [EventRow(int(TaskState.PENDING), CREATED, row.creation_time)])
-        self._wake(sid, [row.id])
+        self._recent.remember(row, [EventRow(int(TaskState.PENDING), CREATED, row.creation_time)])
+        self._watchers.wake(sid, [row.id])
         self._tell(lambda listener: listener.tasks_pending(view))
         return row
 
@@ -252,7 +245,7 @@ class TaskBoard:
         heapq.heappop(view.pending)
         view.running.add(tid)
         view._move(TaskState.PENDING, TaskState.RUNNING)
-        self._changed(
+        self._recent.changed(
             sid,
             tid,
             [event],
@@ -260,7 +253,7 @@ class TaskBoard:
         )
         row = self.get_task(sid, tid)
         assert row is not None
-        self._wake(sid, [tid])
+        self._watchers.wake(sid, [tid])
         return row
 
     def finish_task(
@@ -286,10 +279,10 @@ class TaskBoard:
             view.cancelling.discard(tid)
             view._move(old, state)
         if output is not None and len(output) > RECENT_PAYLOAD_MAX:
-            self._forget(sid, tid)
+            self._recent.forget(sid, tid)
         losses = 0 if lost is None else 1
         when = events[-1].creation_time
-        self._changed(
+        self._recent.changed(
             sid,
             tid,
             events,
@@ -297,7 +290,7 @@ class TaskBoard:
                 r, state=state, output=output, completion_time=when, losses=r.losses + losses
             ),
         )
-        self._wake(sid, [tid])
+        self._watchers.wake(sid, [tid])
 
     def cancel_tasks(self, sid: str, tid: int | None, *, message: str) -> list[TaskRow]:
         """Cancel task ``tid`` of ``sid`` (None: each task of it that has not ended); returns
@@ -330,13 +323,13 @@ class TaskBoard:
                 view._move(TaskState.PENDING, TaskState.CANCELLED, len(pending))
             when = event.creation_time
             for t in pending:
-                self._changed(
+                self._recent.changed(
                     sid,
                     t,
                     [event],
                     lambda r: replace(r, state=TaskState.CANCELLED, completion_time=when),
                 )
-            self._wake(sid, pending)
+            self._watchers.wake(sid, pending)
         if view is not None:
             for t in running:
                 if t in view.running and t not in view.cancelling:
@@ -354,24 +347,18 @@ class TaskBoard:
             view.running.discard(tid)
             view.cancelling.discard(tid)
             view._move(old, TaskState.PENDING)
-        self._changed(
+        self._recent.changed(
             sid,
             tid,
             [event],
             lambda r: replace(r, state=TaskState.PENDING, losses=r.losses + (1 if lost else 0)),
         )
-        self._wake(sid, [tid])
+        self._watchers.wake(sid, [tid])
         if view is not None and not view.closed:
             heapq.heappush(view.pending, tid)
             self._tell(lambda listener: listener.tasks_pending(view))
 
-    # -- wake-ups and the memory of recent tasks --------------------------------------------
-
-    def _wake(self, sid: str, tids: Iterable[int]) -> None:
-        for tid in tids:
-            ev = self._watchers.pop((sid, tid), None)
-            if ev is not None:
-                ev.set()
+    # -- the listener, and forgetting a deleted session ------------------------------------
 
     def _tell(self, call: Callable[[BoardListener], None]) -> None:
         if self._listener is not None:
@@ -387,26 +374,8 @@ class TaskBoard:
         row = self.get_task(sid, tid)
         return None if row is None else row.state
 
-    def _remember(self, row: TaskRow, events: list[EventRow]) -> None:
-        if row.input is not None and len(row.input) > RECENT_PAYLOAD_MAX:
-            return
-        self._recent[(row.session_id, row.id)] = (row, events)
-        if len(self._recent) > RECENT_TASKS:
-            self._recent.popitem(last=False)
-
-    def _changed(
-        self, sid: str, tid: int, events: list[EventRow], change: Callable[[TaskRow], TaskRow]
-    ) -> None:
-        recent = self._recent.pop((sid, tid), None)
-        if recent is not None:
-            self._remember(change(recent[0]), [*recent[1], *events])
-
-    def _forget(self, sid: str, tid: int) -> None:
-        self._recent.pop((sid, tid), None)
-
     def _drop(self, sid: str) -> None:
         """Forget a deleted session; waiters of its tasks learn it is gone."""
         self._views.pop(sid, None)
-        for key in [k for k in self._recent if k[0] == sid]:
-            del self._recent[key]
-        self._wake(sid, [tid for s, tid in self._watchers if s == sid])
+        self._recent.forget_session(sid)
+        self._watchers.wake(sid, self._watchers.watched(sid))
