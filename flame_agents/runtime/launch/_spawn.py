@@ -1,6 +1,6 @@
 """Spawning service processes under the parent-death exec shim, and reading their pipes.
 
-Shared by the instance launcher (``_instance``) and the pool of prestarted interpreters
+Shared by the instance launcher (``_launched_process``) and the pool of prestarted interpreters
 (``_prestart``): both start processes the same way, and both learn about a process's progress
 from bytes it writes to a pipe (the readiness byte, a spare's warm/accept answers).
 """

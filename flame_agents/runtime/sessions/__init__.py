@@ -1,8 +1,10 @@
 """The Flame session manager: applications, sessions and tasks, and who runs them.
 
-* ``_frontend`` and ``_checks``: the gRPC ``flame.v1.Frontend`` servicer and its argument checks;
+* ``_frontend``, ``_task_rpcs`` and ``_checks``: the gRPC ``flame.v1.Frontend`` servicer, its
+  task RPCs, and its argument checks; ``_waits``: a task call's waits for the task to change;
 * ``_board`` and ``_views``: the TaskBoard, the one owner of session and task state (a store
   write, then its wake-up of watchers and the scheduler), and its view of a session;
+  ``_recent`` and ``_watchers``: its memory of the tasks written last, and their waiters;
 * ``_store``, ``_database`` and ``_rows``: durable sqlite state (applications, sessions, tasks,
   events): the reads and writes, the database's opening and transactions, the tables;
 * ``_scheduler``, ``_options`` and ``_resources``: how many instances each session gets, within
