@@ -186,6 +186,15 @@ def _gone(pid: int) -> bool:
     return not process_alive(pid)  # a zombie nobody reaps counts as gone
 
 
+def _reap(pid: int) -> None:
+    """Collect the exit status of a runtime this process started and that has now exited (so
+    no zombie, and no "subprocess is still running" warning at interpreter exit)."""
+    for proc in [p for p in _detached if p.pid == pid]:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+            _detached.remove(proc)
+
+
 def stop_runtime(home: Path | str, *, timeout: float = 20, kill: bool = False) -> bool:
     """Stop the runtime of ``home``; False if none was running.
 
@@ -209,6 +218,7 @@ def stop_runtime(home: Path | str, *, timeout: float = 20, kill: bool = False) -
                 os.kill(info.pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
         time.sleep(0.02)
+    _reap(info.pid)
     if kill:
         with contextlib.suppress(FileNotFoundError):
             runtime_info_path(path).unlink()
