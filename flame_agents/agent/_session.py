@@ -375,21 +375,12 @@ class AgentSession(Generic[C]):
             key, req.model_dump(mode="json"), want_schema=want_schema, stream=True
         )
 
-        def to_reply(envelope: ReplyEnvelope) -> Any:
-            model = reply_type or self._resolve_reply_model(envelope)
-            try:
-                return model.model_validate(envelope.reply)
-            except ValidationError as exc:
-                raise TaskFailedError(
-                    f"the reply does not validate as {model.__name__}: {exc}"
-                ) from exc
-
         return TurnStream(
             key=key,
             endpoint=self.ref.endpoint,
             prefix=stream_key(self.ref.key, key),
             send=lambda: self._send(data, key),
-            to_reply=to_reply,
+            to_reply=lambda envelope: self._typed_reply(envelope, reply_type),
             after=after,
             reconnect=idempotency_key is not None,
             cancel=lambda: self._session.cancel(wait=False),

@@ -243,8 +243,8 @@ class TurnRun:
         raise TurnInterrupted(index, payload_json)
 
 
-class Turn:
-    """The running turn of a sync ``handle`` (see the module docstring)."""
+class _TurnView:
+    """What :class:`Turn` and :class:`AsyncTurn` share: the turn's identity and state."""
 
     def __init__(self, run: TurnRun) -> None:
         self._run = run
@@ -256,12 +256,17 @@ class Turn:
 
     @property
     def cancelled(self) -> bool:
-        """True once the turn was cancelled; its next step/emit/interrupt stops the handler."""
+        """True once the turn was cancelled: a sync handler stops at its next step, emit or
+        interrupt; an async one also gets ``asyncio.CancelledError``."""
         return self._run.cancel_event.is_set()
 
     def key(self, name: str) -> str:
         """A stable idempotency key for step ``name``, to hand to external APIs."""
         return self._run.step_key(name)
+
+
+class Turn(_TurnView):
+    """The running turn of a sync ``handle`` (see the module docstring)."""
 
     def step(
         self,
@@ -309,25 +314,8 @@ class Turn:
         return self._run.interrupt(payload)
 
 
-class AsyncTurn:
+class AsyncTurn(_TurnView):
     """The running turn of an ``async def handle``: the same operations, awaited."""
-
-    def __init__(self, run: TurnRun) -> None:
-        self._run = run
-
-    @property
-    def idempotency_key(self) -> str:
-        """The turn's idempotency key (the invocation's)."""
-        return self._run.idempotency_key
-
-    @property
-    def cancelled(self) -> bool:
-        """True once the turn was cancelled (the handler also gets CancelledError)."""
-        return self._run.cancel_event.is_set()
-
-    def key(self, name: str) -> str:
-        """A stable idempotency key for step ``name``, to hand to external APIs."""
-        return self._run.step_key(name)
 
     async def step(
         self,
