@@ -332,6 +332,9 @@ class FrontendServicer(frontend_pb2_grpc.FrontendServicer):  # type: ignore[misc
         row = await self._create_task(request, context)
         sid, tid = row.session_id, row.id
         if fastpath.wants_terminal_first(context.invocation_metadata()):
+            # The id at once, in the headers: a caller interrupted before it read the first
+            # message (Ctrl-C) still learns which task to cancel.
+            await context.send_initial_metadata(fastpath.task_id_metadata(tid))
             remaining = context.time_remaining()
             wait = fastpath.TERMINAL_FIRST_WAIT
             if remaining is not None:
