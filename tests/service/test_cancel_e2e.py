@@ -175,7 +175,7 @@ def test_ctrl_c_during_a_bare_invoke_cancels_the_task(
         assert done.state == TaskState.CANCELLED, err
         assert (tmp_path / "cancelled").exists()
     finally:
-        conn.close_session(session_id)
+        conn.close_session(session_id, cancel_running=True)
 
 
 @pytest.mark.parametrize("update", [False, True], ids=["returns", "updates-context"])
