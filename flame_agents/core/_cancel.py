@@ -34,7 +34,7 @@ from flame_agents.types import Task
 if TYPE_CHECKING:
     from flame_agents.core._transport import Transport
 
-__all__ = ["cancel_tasks", "wait_or_cancel"]
+__all__ = ["cancel_quietly", "cancel_tasks", "wait_or_cancel"]
 
 _log = get_logger(__name__)
 
@@ -127,10 +127,16 @@ def wait_or_cancel(
             raise
         return done[0]
     except KeyboardInterrupt:
-        try:
-            cancel_tasks(conn, session_id, task_id, wait=False)
-        except FlameAgentsError as exc:
-            _log.warning("cancel_failed", session_id=session_id, task_id=task_id, error=str(exc))
-        except KeyboardInterrupt:
-            pass  # pressed again: stop asking
+        cancel_quietly(conn, session_id, task_id)
         raise
+
+
+def cancel_quietly(conn: Transport, session_id: str, task_id: str) -> None:
+    """Ask for the cancel of a task on the way out of a Ctrl-C: without waiting for it, and
+    without an error of its own (a failure is logged; Ctrl-C again stops asking)."""
+    try:
+        cancel_tasks(conn, session_id, task_id, wait=False)
+    except FlameAgentsError as exc:
+        _log.warning("cancel_failed", session_id=session_id, task_id=task_id, error=str(exc))
+    except KeyboardInterrupt:
+        pass

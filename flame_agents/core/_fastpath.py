@@ -8,7 +8,9 @@ restarting runtime, a dropped connection), the wait continues with the plain wat
 so a task is never submitted twice by this module. A Frontend without the fast path (a Flame
 0.6 cluster) answers UNIMPLEMENTED once; the connection remembers it and callers use the plain
 calls from then on. Ctrl-C while waiting cancels the stream and raises KeyboardInterrupt from
-here, without gRPC's frames; the task itself is the session's to stop (``Session.__exit__``).
+here, without gRPC's frames; Ctrl-C once the task exists asks the runtime to cancel it, even
+before its first message was read (``invoke`` learns the id from the call's headers, which the
+runtime sends at the task's creation; Ctrl-C again gives up on that).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import grpc
 from flame_agents._wire import fastpath, frontend_pb2, types_pb2
 from flame_agents._wire.convert import task_from_proto
 from flame_agents._wire.errors import rpc_status
-from flame_agents.core import _tasks
+from flame_agents.core import _cancel, _tasks
 from flame_agents.types import Task
 
 if TYPE_CHECKING:
@@ -82,6 +84,20 @@ class StartedTask:
         return _tasks.wait_task(conn, task.session_id, task.id, timeout=remaining)
 
 
+def _cancel_unread(conn: Transport, session_id: str, stream: Any) -> None:
+    """Ctrl-C before the created task was read: ask for its cancel, by the id the runtime sent
+    in the call's headers (``_wire.fastpath.TASK_ID_HEADER``) at its creation."""
+    try:
+        task_id = fastpath.task_id_from(stream.initial_metadata())
+    except (grpc.RpcError, KeyboardInterrupt):
+        task_id = None  # no task, or Ctrl-C again: give up
+    finally:
+        stream.cancel()
+        conn.untrack(stream)
+    if task_id is not None:
+        _cancel.cancel_quietly(conn, session_id, task_id)
+
+
 def start_task(
     conn: Transport,
     session_id: str,
@@ -121,8 +137,7 @@ def start_task(
             return None
         raise conn.error(exc, op="invoke", session_id=session_id) from exc
     except KeyboardInterrupt:
-        stream.cancel()
-        conn.untrack(stream)
+        _cancel_unread(conn, session_id, stream)
         raise KeyboardInterrupt from None
     conn.fast_path = True
     return StartedTask(

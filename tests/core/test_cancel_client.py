@@ -3,6 +3,10 @@ one), and against the real runtime's answers for tasks that cannot be cancelled.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 from fake_frontend import FakeEnv
 
@@ -18,6 +22,7 @@ from flame_agents.testing import LocalRuntime
 from flame_agents.types import TaskState
 
 ECHO = {"command": "/bin/true", "arguments": ["x"]}
+BEHAVE = Path(__file__).resolve().parents[1] / "runtime" / "services" / "behave.py"
 
 
 @pytest.fixture
@@ -85,5 +90,47 @@ def test_cancel_of_unknown_or_ended_tasks(runtime: LocalRuntime) -> None:
             assert task.state == TaskState.SUCCEED
             assert ssn.cancel() == []
             assert conn.cancel_supported is True
+        finally:
+            ssn.close()
+
+
+class _InterruptedFirstRead:
+    """A RunTask stream whose first read is interrupted, as by Ctrl-C before it returned."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._interrupted = False
+
+    def __iter__(self) -> _InterruptedFirstRead:
+        return self
+
+    def __next__(self) -> Any:
+        if not self._interrupted:
+            self._interrupted = True
+            raise KeyboardInterrupt
+        return next(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@pytest.mark.e2e
+def test_ctrl_c_before_the_first_message_still_cancels_the_task(runtime: LocalRuntime) -> None:
+    """Ctrl-C while invoke waits for RunTask's first message: the client learns the created
+    task's id from the call's headers and asks for its cancel before re-raising."""
+    with runtime.connect() as conn:
+        conn.register_application(
+            "cx-behave", {"command": sys.executable, "arguments": [str(BEHAVE)]}
+        )
+        ssn = conn.create_session("cx-behave")
+        try:
+            run_task = conn.run_task
+            conn.run_task = lambda *args, **kwargs: _InterruptedFirstRead(run_task(*args, **kwargs))
+            with pytest.raises(KeyboardInterrupt):
+                ssn.invoke(b"sleep:120")
+            conn.run_task = run_task
+            (task,) = ssn.list_tasks()
+            done = list(ssn.watch_task(task.id, timeout=60))[-1]
+            assert done.state == TaskState.CANCELLED
         finally:
             ssn.close()

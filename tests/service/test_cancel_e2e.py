@@ -172,10 +172,10 @@ def test_ctrl_c_during_a_bare_invoke_cancels_the_task(
     try:
         (task,) = conn.list_tasks(session_id)
         done = list(conn.open_session(session_id).watch_task(task.id, timeout=WAIT))[-1]
-        assert done.state == TaskState.CANCELLED
+        assert done.state == TaskState.CANCELLED, err
         assert (tmp_path / "cancelled").exists()
     finally:
-        conn.close_session(session_id)
+        conn.close_session(session_id, cancel_running=True)
 
 
 @pytest.mark.parametrize("update", [False, True], ids=["returns", "updates-context"])

@@ -90,6 +90,9 @@ class TaskRpcs:
         sid, tid = row.session_id, row.id
         try:
             if fastpath.wants_terminal_first(context.invocation_metadata()):
+                # The id at once, in the headers: a caller interrupted before it read the first
+                # message (Ctrl-C) still learns which task to cancel.
+                await context.send_initial_metadata(fastpath.task_id_metadata(tid))
                 remaining = context.time_remaining()
                 wait = fastpath.TERMINAL_FIRST_WAIT
                 if remaining is not None:
