@@ -27,7 +27,6 @@ from typing import Any
 from flame_agents.runtime._launch import ServiceProcess
 
 __all__ = [
-    "CANCELLED_ABANDONED",
     "CANCELLED_PENDING",
     "Cancelling",
     "cancelled_text",
@@ -35,7 +34,6 @@ __all__ = [
 ]
 
 CANCELLED_PENDING = "Task was cancelled: it had not started"
-CANCELLED_ABANDONED = "Task was cancelled: its caller cancelled the call waiting for it"
 """The event of a Pending task that was cancelled."""
 
 

@@ -14,7 +14,6 @@ application and node RPCs; it also holds the session and task look-ups both use.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -23,16 +22,13 @@ import grpc.aio
 from flame_agents._wire import fastpath, frontend_pb2, types_pb2
 from flame_agents.runtime.sessions import _protos
 from flame_agents.runtime.sessions._board import TaskBoard
-from flame_agents.runtime.sessions._cancel import CANCELLED_ABANDONED, CANCELLED_PENDING
+from flame_agents.runtime.sessions._cancel import CANCELLED_PENDING
 from flame_agents.runtime.sessions._checks import Ctx, abort, show, task_number
 from flame_agents.runtime.sessions._rows import SessionRow, TaskRow
 from flame_agents.runtime.sessions._waits import read_and_listen, until_terminal
 from flame_agents.types import SessionState, TaskState
 
 __all__ = ["TaskRpcs"]
-
-#: A cancelled call with at most this much of its deadline left ran out of it (not abandoned).
-_DEADLINE_SLACK = 0.05
 
 
 class TaskRpcs:
@@ -88,35 +84,21 @@ class TaskRpcs:
         """
         row = await self._create_task(request, context)
         sid, tid = row.session_id, row.id
-        try:
-            if fastpath.wants_terminal_first(context.invocation_metadata()):
-                # The id at once, in the headers: a caller interrupted before it read the first
-                # message (Ctrl-C) still learns which task to cancel.
-                await context.send_initial_metadata(fastpath.task_id_metadata(tid))
-                remaining = context.time_remaining()
-                wait = fastpath.TERMINAL_FIRST_WAIT
-                if remaining is not None:
-                    wait = min(wait, remaining / 2)  # leave the caller time to learn the task id
-                row = await until_terminal(self._board, row, context, timeout=wait)
-            if not row.state.is_terminal:
-                yield _protos.task(row, [], with_input=False)
-                row = await until_terminal(self._board, row, context)
-        except asyncio.CancelledError:
-            self._abandoned(sid, tid, context)
-            raise
+        if fastpath.wants_terminal_first(context.invocation_metadata()):
+            # The id at once, in the headers: a caller interrupted before it read the first
+            # message (Ctrl-C) still learns which task to cancel. A call that breaks leaves the
+            # task running (a runtime restart, a lost connection: the client follows it by id).
+            await context.send_initial_metadata(fastpath.task_id_metadata(tid))
+            remaining = context.time_remaining()
+            wait = fastpath.TERMINAL_FIRST_WAIT
+            if remaining is not None:
+                wait = min(wait, remaining / 2)  # leave the caller time to learn the task id
+            row = await until_terminal(self._board, row, context, timeout=wait)
+        if not row.state.is_terminal:
+            yield _protos.task(row, [], with_input=False)
+            row = await until_terminal(self._board, row, context)
         events = self._board.task_events(sid, tid) if row.state != TaskState.SUCCEED else []
         yield _protos.task(row, events, with_input=False)
-
-    def _abandoned(self, sid: str, tid: int, context: Ctx) -> None:
-        """A RunTask call its caller cancelled before the task ended (Ctrl-C, the process
-        exited, the connection closed): nobody waits for the task, and a caller interrupted
-        before the task id reached it could not even cancel it, so it is cancelled here. A
-        call that ran out of its deadline leaves the task running (the client's timeout
-        without ``cancel_on_timeout`` promises that)."""
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= _DEADLINE_SLACK:
-            return
-        self._board.cancel_tasks(sid, tid, message=CANCELLED_ABANDONED)
 
     async def CancelTask(
         self, request: frontend_pb2.GetTaskRequest, context: Ctx
