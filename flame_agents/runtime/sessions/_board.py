@@ -3,17 +3,18 @@
 Every session and task transition is a method here, and each is one write to the
 :class:`~._store.Store` followed by its wake-up: the watchers of the task (WatchTask, RunTask),
 and the :class:`BoardListener` (the scheduler) when there is new work or a session opened or
-closed. Nothing else writes sessions or tasks, and nothing else keeps them in memory: the
-Frontend asks the board to create and close, the scheduler asks it to start, finish and requeue,
-and both read through it.
+closed, or a running task was cancelled. Nothing else writes sessions or tasks, and nothing
+else keeps them in memory: the Frontend asks the board to create, close and cancel, the
+scheduler asks it to start, finish and requeue, and both read through it.
 
 What it keeps in memory, per session it tracks (every open session, and those that closed while
 the runtime ran): the session row, the next task id, the counts of tasks by state (once asked
-for), the ids of Pending tasks as a heap (FIFO by id), the ids of Running tasks, and why the
-session starts no instances (if it is paused). Besides, the rows and events of the tasks written
-last, since a task is read several times per transition (:mod:`._recent`), and the waiters of
-each task (:mod:`._watchers`). Every entry is changed only after its write committed, so it
-always equals the stored row.
+for), the ids of Pending tasks as a heap (FIFO by id), the ids of Running tasks and of those
+asked to stop, and why the session starts no instances (if it is paused). Besides, the rows and
+events of the tasks written last, since a task is read several times per transition
+(:mod:`._recent`), and the waiters of each task (:mod:`._watchers`). Every entry is changed only
+after its write committed, so it always equals the stored row. A cancel request is not stored:
+a runtime that crashes before the task ends runs the task again at its start.
 
 Transitions::
 
