@@ -31,7 +31,8 @@ from flame_agents.agent._envelope import (
 )
 from flame_agents.agent._retry import RetryPolicy
 from flame_agents.agent._schema_model import model_from_schema
-from flame_agents.agent._state import StateHandle, create_state, delete_state
+from flame_agents.agent._state import StateHandle
+from flame_agents.agent._state_objects import create_state, delete_state
 from flame_agents.agent._store import CacheStore
 from flame_agents.agent._stream_format import stream_key
 from flame_agents.agent._turn import to_json_value

@@ -24,7 +24,6 @@ from flame_agents._logging import get_logger
 from flame_agents.agent._context import ContextModel
 from flame_agents.agent._history import History
 from flame_agents.agent._journal import (
-    DEFAULT_CHUNK,
     KEYS_LOG,
     HistoryLog,
     Journal,
@@ -40,6 +39,7 @@ from flame_agents.agent._journal import (
     seal,
 )
 from flame_agents.agent._progress import pending_interrupt
+from flame_agents.agent._state_objects import history_json
 from flame_agents.agent._store import Fetched, StateStore
 from flame_agents.errors import (
     CacheError,
@@ -52,14 +52,7 @@ from flame_agents.errors import (
     RetryableError,
 )
 
-__all__ = [
-    "DEFAULT_COMPACT_EVERY",
-    "Committed",
-    "StateHandle",
-    "create_state",
-    "delete_state",
-    "initial_base",
-]
+__all__ = ["DEFAULT_COMPACT_EVERY", "Committed", "StateHandle"]
 
 C = TypeVar("C", bound=ContextModel)
 _MISSING = object()
@@ -72,69 +65,6 @@ COMMIT_ATTEMPTS = 3
 _REFUSED = (InvalidArgumentError, LimitExceededError, NotFoundError)
 
 log = get_logger(__name__)
-
-
-def _history_json(ctx: ContextModel) -> dict[str, list[Any]]:
-    names = set(ctx.history_fields())
-    dumped: dict[str, list[Any]] = ctx.model_dump(mode="json", include=names) if names else {}
-    return dumped
-
-
-def _initial_journal(ctx: ContextModel, chunk: int) -> Journal:
-    type(ctx).validate_state(ctx.model_dump(), what="initial context")
-    return new_journal(
-        ctx.scalar_state(), _history_json(ctx), schema=type(ctx).schema_version, chunk=chunk
-    )
-
-
-def initial_base(ctx: ContextModel, *, chunk: int = DEFAULT_CHUNK) -> bytes:
-    """Base bytes of a new state whose context starts as ``ctx`` (validated first), unsealed.
-
-    Its histories stay whole in the base until the first compaction; sessions are created with
-    :func:`create_state`, which seals them at once.
-    """
-    return encode_base(_initial_journal(ctx, chunk))
-
-
-def create_state(
-    store: StateStore, prefix: str, ctx: ContextModel, *, chunk: int = DEFAULT_CHUNK
-) -> str:
-    """Store the state object of a new session under ``prefix``; returns its key.
-
-    The initial histories are sealed into chunks as a compaction seals them, so the base holds
-    less than a chunk's worth of each history from the start, whatever ``ctx`` holds. The base
-    goes first (the store names the object, and chunk keys derive from that name), then its
-    chunks: nobody knows the key before this returns, so no reader sees the base without them.
-    """
-    journal = _initial_journal(ctx, chunk)
-    chunks = seal(journal)
-    key = store.create(prefix, encode_base(journal))
-    try:
-        for log_name, index, data in chunks:
-            store.write(chunk_key(key, journal.gen, log_name, index), data)
-    except BaseException:
-        delete_state(store, key)
-        raise
-    return key
-
-
-def delete_state(store: StateStore, key: str) -> None:
-    """Delete a state object that no session references, and its chunks (best effort).
-
-    For cleaning up after a session that could not be created; logs what it could not delete.
-    """
-    try:
-        fetched = store.fetch(key)
-        keys: list[str] = []
-        if fetched.base is not None:
-            journal = decode_base(fetched.base, version=fetched.base_version)
-            logs = [*journal.histories.items(), (KEYS_LOG, journal.keys)]
-            for name, hlog in logs:
-                keys += [chunk_key(key, journal.gen, name, i) for i in range(hlog.sealed)]
-        for target in [*keys, key]:
-            store.delete(target)
-    except FlameAgentsError as exc:
-        log.warning("could not delete orphan state", key=key, error=str(exc))
 
 
 @dataclass(frozen=True)
@@ -307,7 +237,7 @@ class StateHandle(Generic[C]):
         ctx = self.context()
         fresh = new_journal(
             ctx.scalar_state(),
-            _history_json(ctx),
+            history_json(ctx),
             schema=self.context_type.schema_version,
             chunk=journal.chunk,
             gen=journal.gen + 1,

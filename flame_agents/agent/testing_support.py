@@ -15,7 +15,8 @@ from flame_agents.agent._envelope import (
 )
 from flame_agents.agent._journal import DEFAULT_CHUNK
 from flame_agents.agent._server import AgentHandler
-from flame_agents.agent._state import DEFAULT_COMPACT_EVERY, StateHandle, create_state
+from flame_agents.agent._state import DEFAULT_COMPACT_EVERY, StateHandle
+from flame_agents.agent._state_objects import create_state
 from flame_agents.agent._store import Fetched, MemoryStore, StateStore
 
 __all__ = [

@@ -19,7 +19,8 @@ from flame_agents.agent._journal import (
     encode_patch,
     new_journal,
 )
-from flame_agents.agent._state import StateHandle, initial_base
+from flame_agents.agent._state import StateHandle
+from flame_agents.agent._state_objects import initial_base
 from flame_agents.agent._store import MemoryStore
 from flame_agents.errors import CommitConflictError, ContextValidationError
 

@@ -18,7 +18,8 @@ from flame_agents import cache
 from flame_agents.agent import Agent, ContextModel, History
 from flame_agents.agent._envelope import encode_request, error_from_message
 from flame_agents.agent._journal import decode_base
-from flame_agents.agent._state import StateHandle, create_state
+from flame_agents.agent._state import StateHandle
+from flame_agents.agent._state_objects import create_state
 from flame_agents.agent._store import CacheStore, MemoryStore
 from flame_agents.errors import (
     CacheError,

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from flame_agents.agent import ContextModel, History
-from flame_agents.agent._state import StateHandle, initial_base
+from flame_agents.agent._state import StateHandle
+from flame_agents.agent._state_objects import initial_base
 from flame_agents.agent._store import MemoryStore
 from flame_agents.errors import ContextValidationError
 
